@@ -1,0 +1,24 @@
+"""Helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+def plain_classifier_folder(model) -> Path:
+    """A BertForSequenceClassification folder holding ``model``'s encoder weights and tokenizer.
+
+    The naive baselines run this through `transformers.pipeline`: the same network size as earshot's,
+    without earshot's batching, length sorting or second head.
+    """
+    from transformers import BertForSequenceClassification
+
+    folder = Path(tempfile.mkdtemp(prefix="naive-model-"))
+    config = model.encoder.config
+    config.num_labels = max(2, len(model.sentiment_labels))
+    classifier = BertForSequenceClassification(config)
+    classifier.bert.load_state_dict(model.encoder.state_dict(), strict=False)
+    classifier.save_pretrained(folder)
+    model.tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,103 @@
+"""Inference speed of every backend on the same texts, in one run, plus their quality.
+
+Prints texts/s for: a naive `transformers` text-classification pipeline called one text at a time,
+fp32 torch `predict`, and each ONNX backend; the ratios against fp32 torch (target for the best CPU
+backend: >= 2.5x) and against the naive pipeline (>= 8x). With `--quality-data`, also the sentiment
+accuracy and pain-point micro-F1 of each backend (target: within 0.5 points of fp32).
+
+    python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
+
+AIRLINE = ROOT.parent / "shared" / "data" / "airline" / "train.csv"
+
+
+def airline_texts(limit: int) -> list[str]:
+    with open(AIRLINE, encoding="utf-8") as handle:
+        return [row["text"] for row, _ in zip(csv.DictReader(handle), range(limit))]
+
+
+def texts_per_second(run, texts: list[str], repeats: int) -> float:
+    """Median over ``repeats`` timed runs (after one warm-up on a slice)."""
+    run(texts[:64])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(texts)
+        times.append(time.perf_counter() - started)
+    return len(texts) / statistics.median(times)
+
+
+def naive_pipeline(model: EarshotModel):
+    """transformers' pipeline on a same-size classifier (the model's encoder), one text per call."""
+    from transformers import pipeline
+
+    from benchmarks.common import plain_classifier_folder
+
+    pipe = pipeline("text-classification", model=str(plain_classifier_folder(model)), device="cpu")
+    return lambda texts: [pipe(text) for text in texts]
+
+
+def quality(model: EarshotModel, path: Path) -> dict[str, float]:
+    from training import ColumnMapping, read_examples
+    from training.evaluation import evaluate
+
+    mapping = ColumnMapping(sentiment="airline_sentiment", pain_points="negativereason", none_labels=("Can't Tell",))
+    data = read_examples(path, mapping, sentiment_labels=model.sentiment_labels,
+                         pain_point_labels=model.pain_point_labels)
+    heads = evaluate(model, data, mapping)["heads"]
+    return {"sentiment_accuracy": heads["sentiment"]["accuracy"], "pain_point_micro_f1": heads["pain_points"]["micro_f1"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-texts", type=int, default=300, help="the naive pipeline is slow: fewer texts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quality-data", type=Path, default=None, help="labelled airline file for quality")
+    args = parser.parse_args()
+    texts = airline_texts(args.texts)
+    print(f"{len(texts)} airline tweets, torch threads {torch.get_num_threads()}")
+    speeds: dict[str, float] = {}
+    models = {backend: EarshotModel.from_pretrained(args.model, device="cpu", backend=backend)
+              for backend in ("torch", "onnx", "onnx-int8")}
+    speeds["naive pipeline"] = texts_per_second(naive_pipeline(models["torch"]), texts[: args.naive_texts], 1)
+    for backend, model in models.items():
+        speeds[backend] = texts_per_second(lambda t, m=model: m.predict_proba(t, batch_size=args.batch_size),
+                                           texts, args.repeats)
+    for name, speed in speeds.items():
+        print(f"{name:>15}: {speed:8.1f} texts/s   x{speed / speeds['torch']:.2f} fp32 torch   "
+              f"x{speed / speeds['naive pipeline']:.1f} naive")
+    reference = models["torch"].predict_proba(texts[:500])
+    for backend in ("onnx", "onnx-int8"):
+        other = models[backend].predict_proba(texts[:500])
+        same = (other.sentiment.argmax(1) == reference.sentiment.argmax(1)).mean()
+        print(f"{backend}: same sentiment label as torch on {same:.1%} of 500 texts; max |score diff| "
+              f"{np.abs(other.sentiment - reference.sentiment).max():.4f}")
+    if args.quality_data:
+        for backend, model in models.items():
+            q = quality(model, args.quality_data)
+            print(f"quality {backend:>9}: sentiment accuracy {q['sentiment_accuracy']:.4f}, "
+                  f"pain-point micro-F1 {q['pain_point_micro_f1']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""HTTP load benchmark of `earshot serve`, all figures from one run on this machine.
+
+1. 32 concurrent clients, one text per request: texts/s and p50/p95/p99 latency;
+2. the same server, one client sending 32 texts per request: texts/s;
+3. a naive per-request `transformers` pipeline behind BentoML, under load 1.
+
+Prints the ratios 1/2 (target >= 0.75) and 1/3 (target >= 3), and p99 of 1 (target <= 1 s).
+
+    python benchmarks/load.py [--requests-per-client 40] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+AIRLINE = ROOT.parent / "shared" / "data" / "airline" / "train.csv"
+FALLBACK_TEXTS = ["@airline my flight was delayed three hours and nobody told us why",
+                  "@airline thanks for the great service today!", "@airline where is my bag?",
+                  "@airline the agent at the gate was rude and unhelpful", "@airline can I change my seat online?"]
+
+
+def load_texts(limit: int) -> list[str]:
+    """Real tweets when the shared data is there (their length mix matters), else fixed examples."""
+    if AIRLINE.is_file():
+        with open(AIRLINE, encoding="utf-8") as handle:
+            return [row["text"] for row, _ in zip(csv.DictReader(handle), range(limit))]
+    return [FALLBACK_TEXTS[i % len(FALLBACK_TEXTS)] for i in range(limit)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A `bentoml serve` process on a free port, stopped on exit."""
+
+    def __init__(self, target: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            ["bentoml", "serve", target, "--working-dir", str(ROOT), "--port", str(self.port)],
+            env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def __enter__(self) -> "Server":
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited:\n{self.log.read()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("server not ready after 300 s")
+
+    def __exit__(self, *_: object) -> None:
+        os.killpg(self.process.pid, 15)
+        self.process.wait(timeout=60)
+
+
+async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int) -> dict[str, float]:
+    """`clients` clients, each sending `per_client` one-text requests back to back."""
+    latencies: list[float] = []
+    failures = 0
+
+    async def client(number: int, http: httpx.AsyncClient) -> None:
+        nonlocal failures
+        for request in range(per_client):
+            text = texts[(number * per_client + request) % len(texts)]
+            started = time.perf_counter()
+            response = await http.post("/classify", json={"items": [{"id": str(request), "text": text}]})
+            latencies.append(time.perf_counter() - started)
+            failures += response.status_code != 200
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+    return {"texts_per_s": len(latencies) / elapsed, "p50_ms": pct(0.50) * 1000, "p95_ms": pct(0.95) * 1000,
+            "p99_ms": pct(0.99) * 1000, "failures": failures, "requests": len(latencies)}
+
+
+def batched_load(url: str, texts: list[str], batch: int, total: int) -> dict[str, float]:
+    """One client sending `batch` texts per request, back to back, `total` texts in all."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        started = time.perf_counter()
+        sent = 0
+        while sent < total:
+            chunk = [{"id": str(sent + i), "text": texts[(sent + i) % len(texts)]} for i in range(batch)]
+            response = http.post("/classify", json={"items": chunk})
+            response.raise_for_status()
+            sent += batch
+        elapsed = time.perf_counter() - started
+    return {"texts_per_s": sent / elapsed}
+
+
+def naive_model_dir(model_dir: Path | None) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import plain_classifier_folder
+    from model import EarshotModel
+
+    return plain_classifier_folder(EarshotModel.from_pretrained(model_dir, device="cpu"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests-per-client", type=int, default=40)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    texts = load_texts(4000)
+    total = args.clients * args.requests_per_client
+    env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
+    results: dict[str, dict[str, float]] = {}
+    with Server("service.service:Earshot", env) as server:
+        asyncio.run(concurrent_load(server.url, texts, args.clients, 5))  # warm-up
+        results["earshot_concurrent"] = asyncio.run(concurrent_load(server.url, texts, args.clients,
+                                                                    args.requests_per_client))
+        results["earshot_batched"] = batched_load(server.url, texts, args.clients, total)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    if not args.skip_naive:
+        folder = naive_model_dir(args.model)
+        with Server("benchmarks.naive_service:Naive", {"NAIVE_MODEL_DIR": str(folder)}) as server:
+            asyncio.run(concurrent_load(server.url, texts, args.clients, 2))
+            results["naive_concurrent"] = asyncio.run(concurrent_load(server.url, texts, args.clients,
+                                                                      max(5, args.requests_per_client // 4)))
+    concurrent = results["earshot_concurrent"]
+    print(f"texts: {len(texts)} real airline tweets" if AIRLINE.is_file() else "texts: fixed examples")
+    print(f"earshot, {args.clients} clients x 1 text/request: {concurrent['texts_per_s']:.1f} texts/s, "
+          f"p50 {concurrent['p50_ms']:.0f} ms, p95 {concurrent['p95_ms']:.0f} ms, p99 {concurrent['p99_ms']:.0f} ms, "
+          f"{concurrent['failures']} failures of {concurrent['requests']}")
+    print(f"earshot, 1 client x {args.clients} texts/request: {results['earshot_batched']['texts_per_s']:.1f} texts/s")
+    ratio = concurrent["texts_per_s"] / results["earshot_batched"]["texts_per_s"]
+    print(f"ratio concurrent / batched: {ratio:.2f} (target >= 0.75); p99 {concurrent['p99_ms'] / 1000:.2f} s "
+          "(target <= 1 s)")
+    if "naive_concurrent" in results:
+        naive = results["naive_concurrent"]
+        print(f"naive pipeline, {args.clients} clients x 1 text/request: {naive['texts_per_s']:.1f} texts/s, "
+              f"p99 {naive['p99_ms']:.0f} ms")
+        print(f"ratio earshot / naive: {concurrent['texts_per_s'] / naive['texts_per_s']:.2f} (target >= 3)")
+    batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
+                   and "classify" in line and ("_sum" in line or "_count" in line)]
+    print("adaptive batching:", "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1]
+                                        for line in batch_lines))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Batch scoring benchmark, all figures from one run.
+
+1. rows/s of `earshot score` (read, predict, write) on N rows against the model's raw batch
+   `predict` on the same texts (target ratio >= 0.9);
+2. peak memory (max RSS of a fresh process) scoring N1 and N2 rows (target: no growth with rows).
+
+Texts are real airline tweets, repeated to the row count. Scoring a million rows with the real model
+takes about an hour on 2 cores, so the memory part can use a tiny random model with the real
+tokenizer (`--memory-model tiny`): memory that grows with rows comes from reading, holding and
+writing tables, which is the same whatever the network.
+
+    python benchmarks/scoring.py --rows 100000 --memory-rows 100000 1000000 --memory-model tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AIRLINE = ROOT.parent / "shared" / "data" / "airline" / "train.csv"
+
+
+def write_rows(path: Path, rows: int) -> None:
+    with open(AIRLINE, encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["id", "text", "channel"])
+        for i in range(rows):
+            writer.writerow([i, texts[i % len(texts)], ("email", "chat", "twitter")[i % 3]])
+
+
+def tiny_model_dir(folder: Path) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, random weights: fast, real tokenising."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    sys.path.insert(0, str(ROOT))
+    from model import DEFAULT_BASE_MODEL, EarshotModel, resolve_base_model
+
+    base = resolve_base_model(DEFAULT_BASE_MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64))
+    encoder.save_pretrained(folder / "base")
+    tokenizer.save_pretrained(folder / "base")
+    model = EarshotModel.from_base(str(folder / "base"), ["negative", "neutral", "positive"],
+                                   ["late", "lost", "rude"], max_length=64)
+    model.save_pretrained(folder / "tiny")
+    return folder / "tiny"
+
+
+def measure_throughput(model_dir: str | None, source: Path, rows: int, output: Path) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT))
+    from earshot.scoring import score_file
+    from earshot.tables import read_chunks
+    from model import EarshotModel
+
+    model = EarshotModel.from_pretrained(model_dir, device="cpu")
+    texts = [t for chunk in read_chunks(source, 100_000) for t in chunk["text"]]
+    model.predict(texts[:512])  # warm-up
+    started = time.perf_counter()
+    model.predict(texts)
+    raw = rows / (time.perf_counter() - started)
+    summary = score_file(model, source, output, progress=False)
+    return {"raw_predict_rows_per_s": raw, "score_rows_per_s": rows / summary.seconds}
+
+
+def peak_memory(model_dir: str, source: Path, output: Path) -> float:
+    """Max RSS in MiB of a fresh `earshot score` process."""
+    code = ("import resource, sys; from pathlib import Path; sys.path.insert(0, sys.argv[4]);"
+            "from model import EarshotModel; from earshot.scoring import score_file;"
+            "score_file(EarshotModel.from_pretrained(sys.argv[1], device='cpu'), Path(sys.argv[2]), Path(sys.argv[3]),"
+            " progress=False);"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code, model_dir, str(source), str(output), str(ROOT)],
+                            check=True, capture_output=True, text=True)
+    return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--model", default=None, help="model folder for the throughput part (default: shipped)")
+    parser.add_argument("--memory-rows", type=int, nargs=2, default=[100_000, 1_000_000])
+    parser.add_argument("--memory-model", default="tiny", help="'tiny' or a model folder")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        source = work / "rows.csv"
+        write_rows(source, args.rows)
+        results.update(measure_throughput(args.model, source, args.rows, work / "scored.parquet"))
+        print(f"{args.rows} rows: raw predict {results['raw_predict_rows_per_s']:.1f} rows/s, earshot score "
+              f"{results['score_rows_per_s']:.1f} rows/s, ratio "
+              f"{results['score_rows_per_s'] / results['raw_predict_rows_per_s']:.3f} (target >= 0.9)")
+        memory_model = str(tiny_model_dir(work)) if args.memory_model == "tiny" else args.memory_model
+        for rows in args.memory_rows:
+            path = work / f"memory-{rows}.csv"
+            write_rows(path, rows)
+            results[f"peak_mib_{rows}"] = peak_memory(memory_model, path, work / f"memory-{rows}.parquet")
+            path.unlink()
+        small, large = args.memory_rows
+        print(f"peak memory ({args.memory_model} model): {results[f'peak_mib_{small}']:.0f} MiB for {small} rows, "
+              f"{results[f'peak_mib_{large}']:.0f} MiB for {large} rows, ratio "
+              f"{results[f'peak_mib_{large}'] / results[f'peak_mib_{small}']:.2f} (target: about 1)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

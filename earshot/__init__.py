@@ -1,0 +1,1 @@
+"""The earshot application: command line, batch scoring and reports, on top of ``model``."""

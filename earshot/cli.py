@@ -1,0 +1,298 @@
+"""The ``earshot`` command: a thin layer over the model, training, scoring and service packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+logger = logging.getLogger("earshot")
+
+BACKEND_CHOICES = ["torch", "onnx", "onnx-int8"]
+BACKEND_HELP = ("torch (default, CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside "
+                "the model on first use (see `earshot export`)")
+
+
+def _add_columns(parser: argparse.ArgumentParser, labels_required: bool) -> None:
+    parser.add_argument("--text-column", default="text", help="column holding the feedback text (default: text)")
+    parser.add_argument("--sentiment-column", help="column holding the sentiment label (empty cell = unknown)")
+    parser.add_argument("--pain-points-column",
+                        help="column holding pain points: 'a;b', a JSON list, or one label; empty = none")
+    parser.add_argument("--none-label", action="append", default=[], metavar="LABEL",
+                        help="a pain-point value that means 'no pain point' (repeatable), e.g. \"Can't Tell\"")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip rows with empty text, malformed cells or unknown labels, and list them")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earshot", description="Customer-feedback sentiment and pain points.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a model on labelled feedback")
+    train.add_argument("--data", required=True, type=Path, help="CSV, TSV, JSONL, Parquet or saved dataset folder")
+    train.add_argument("--validation", type=Path, help="validation file (default: a stratified split of --data)")
+    train.add_argument("--validation-fraction", type=float, default=0.1)
+    train.add_argument("--output", required=True, type=Path, help="model folder to write")
+    train.add_argument("--base-model", default=None, help="hub id or local folder (default: all-MiniLM-L6-v2)")
+    train.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are cut")
+    train.add_argument("--epochs", type=int, default=4)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=8e-5)
+    train.add_argument("--head-learning-rate", type=float, default=1e-3)
+    train.add_argument("--warmup-ratio", type=float, default=0.06)
+    train.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping")
+    train.add_argument("--pain-point-loss-weight", type=float, default=1.0,
+                       help="weight of the pain-point loss against the sentiment loss")
+    train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    train.add_argument("--keep-checkpoints", action="store_true")
+    train.add_argument("--save-dtype", choices=["float32", "float16"], default="float32",
+                       help="weights precision on disk (float16 halves the size)")
+    train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
+    train.add_argument("--no-progress", action="store_true")
+    _add_columns(train, labels_required=True)
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, confusion matrices and model card on labelled data")
+    evaluate.add_argument("--data", required=True, type=Path)
+    evaluate.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    evaluate.add_argument("--output", type=Path, default=None, help="where metrics go (default: the model folder)")
+    evaluate.add_argument("--no-model-card", action="store_true", help="do not update the model folder's README.md")
+    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    _add_columns(evaluate, labels_required=False)
+    evaluate.set_defaults(handler=_evaluate)
+
+    score = commands.add_parser("score", help="add predictions to every row of a file")
+    score.add_argument("input", type=Path, help="CSV, TSV, JSONL or Parquet")
+    score.add_argument("-o", "--output", required=True, type=Path, help="output file; format from its extension")
+    score.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    score.add_argument("--text-column", default="text")
+    score.add_argument("--chunk-size", type=int, default=4096, help="rows read, scored and written at a time")
+    score.add_argument("--batch-size", type=int, default=None, help="texts per forward pass")
+    score.add_argument("--device", default=None)
+    score.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    score.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process; ray: Ray Data actors (local Ray or --ray-address)")
+    score.add_argument("--ray-address", default=None, help="an existing Ray cluster, e.g. ray://head:10001 or auto")
+    score.add_argument("--ray-actors", type=int, default=None, help="model replicas (default: CPUs / 2)")
+    score.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run with the same input, model and chunk size")
+    score.add_argument("--no-progress", action="store_true")
+    score.set_defaults(handler=_score)
+    split = commands.add_parser("split", help="hold out a stratified, seeded test set from a labelled file")
+    split.add_argument("data", type=Path)
+    split.add_argument("--train-output", required=True, type=Path)
+    split.add_argument("--test-output", required=True, type=Path)
+    split.add_argument("--test-fraction", type=float, default=0.1)
+    split.add_argument("--stratify-column", action="append", default=[], metavar="COLUMN",
+                       help="keep each value's share in both parts (repeatable)")
+    split.add_argument("--seed", type=int, default=13)
+    split.set_defaults(handler=_split)
+
+    report = commands.add_parser("report", help="Voice-of-the-Customer HTML report from a scored file")
+    report.add_argument("scored", type=Path, help="a file written by `earshot score`")
+    report.add_argument("-o", "--output", required=True, type=Path, help="the HTML file to write")
+    report.add_argument("--date-column", default=None, help="column with dates: adds a weekly trend")
+    report.add_argument("--by", default=None, help="column to break down by (channel, airline, region, ...)")
+    report.add_argument("--text-column", default="text")
+    report.add_argument("--model", type=Path, default=None, help="model that scored the file, for provenance")
+    report.add_argument("--title", default=None)
+    report.set_defaults(handler=_report)
+
+    export = commands.add_parser("export", help="export a model to ONNX (fp32 and int8) for --backend onnx*")
+    export.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    export.set_defaults(handler=_export)
+
+    serve = commands.add_parser("serve", help="start the HTTP API (BentoML)")
+    serve.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    serve.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=BACKEND_HELP)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: 1)")
+    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or EARSHOT_API_KEY)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _mapping(args: argparse.Namespace) -> "ColumnMapping":
+    from training import ColumnMapping
+
+    return ColumnMapping(text=args.text_column, sentiment=args.sentiment_column,
+                         pain_points=args.pain_points_column, none_labels=tuple(args.none_label))
+
+
+def _report_skipped(data: "LoadedData") -> None:
+    if data.skipped:
+        shown = "\n  ".join(str(s) for s in data.skipped[:20])
+        more = f"\n  ... and {len(data.skipped) - 20} more" if len(data.skipped) > 20 else ""
+        logger.warning("skipped %d bad rows of %s:\n  %s%s", len(data.skipped), data.source, shown, more)
+
+
+def _train(args: argparse.Namespace) -> None:
+    import torch
+
+    from model import DEFAULT_BASE_MODEL, EarshotModel
+    from training import Trainer, TrainingConfig, read_examples, split_validation
+    from training.provenance import data_provenance
+
+    config = TrainingConfig(
+        output_dir=str(args.output), epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
+        warmup_ratio=args.warmup_ratio, patience=args.patience, class_weighting=args.class_weighting,
+        pain_point_loss_weight=args.pain_point_loss_weight,
+        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress)
+    mapping = _mapping(args)
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
+    _report_skipped(data)
+    if args.validation is not None:
+        validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows,
+                                   sentiment_labels=data.sentiment_labels(),
+                                   pain_point_labels=data.pain_point_labels())
+        _report_skipped(validation)
+        train_examples, validation_examples = data.examples, validation.examples
+    else:
+        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, args.seed)
+    torch.manual_seed(config.seed)  # the heads' initial weights
+    base_model = args.base_model or DEFAULT_BASE_MODEL
+    model = EarshotModel.from_base(base_model, data.sentiment_labels(), data.pain_point_labels(),
+                                   max_length=args.max_length)
+    model.config.provenance = data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
+                                              validation_path=args.validation, licence=args.data_licence)
+    logger.info("training on %d rows, validating on %d; sentiment labels %s; %d pain-point labels",
+                len(train_examples), len(validation_examples), model.sentiment_labels, len(model.pain_point_labels))
+    result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
+    if args.save_dtype == "float16":
+        model.save_pretrained(args.output, dtype=torch.float16)
+    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model in %s",
+                result.seconds, result.best_epoch, result.epochs_run, result.best_score, args.output)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from training import read_examples
+    from training.evaluation import evaluate, write_evaluation
+
+    model_dir = args.model or DEFAULT_MODEL_DIR
+    model = EarshotModel.from_pretrained(model_dir, device=args.device, backend=args.backend)
+    mapping = _mapping(args)
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows,
+                         sentiment_labels=model.sentiment_labels if mapping.sentiment else None,
+                         pain_point_labels=model.pain_point_labels if mapping.pain_points else None)
+    _report_skipped(data)
+    metrics = evaluate(model, data, mapping, batch_size=args.batch_size)
+    written = write_evaluation(model, metrics, args.output or model_dir, model_dir=model_dir,
+                               update_card=not args.no_model_card)
+    for head, values in metrics["heads"].items():
+        logger.info("%s: accuracy %.4f, macro-F1 %.4f, micro-F1 %.4f", head, values["accuracy"],
+                    values["macro_f1"], values["micro_f1"])
+    logger.info("wrote %s", ", ".join(str(p) for p in written))
+
+
+def _score(args: argparse.Namespace) -> None:
+    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.scoring import score_file
+
+    model_dir = args.model or DEFAULT_MODEL_DIR
+    if args.engine == "ray":
+        from earshot.ray_engine import score_file_with_ray
+
+        if args.resume:
+            raise ValueError("--resume works with --engine local; a Ray job reruns from the start")
+        summary = score_file_with_ray(Path(model_dir), args.input, args.output, text_column=args.text_column,
+                                      address=args.ray_address, actors=args.ray_actors, chunk_size=args.chunk_size,
+                                      batch_size=args.batch_size, device=args.device, backend=args.backend)
+    else:
+        model = EarshotModel.from_pretrained(model_dir, device=args.device, backend=args.backend)
+        summary = score_file(model, args.input, args.output, text_column=args.text_column,
+                             chunk_size=args.chunk_size, batch_size=args.batch_size,
+                             progress=not args.no_progress, resume=args.resume)
+    logger.info("scored %d rows (%d marked with an error) in %.1f s into %s", summary.rows, summary.errors,
+                summary.seconds, args.output)
+
+
+def _split(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from earshot.tables import read_chunks, table_format, write_part
+    from training.data import DataError, stratified_holdout
+
+    frame = pd.concat(list(read_chunks(args.data, 100_000)), ignore_index=True)
+    missing = [c for c in args.stratify_column if c not in frame.columns]
+    if missing:
+        raise DataError(f"{args.data}: no column(s) {missing} for --stratify-column; found {list(frame.columns)}")
+    keys = frame[args.stratify_column].astype(str).agg("|".join, axis=1) if args.stratify_column else [""] * len(frame)
+    test_rows = stratified_holdout(list(keys), args.test_fraction, args.seed)
+    is_test = frame.index.isin(sorted(test_rows))
+    write_part(frame[~is_test], args.train_output, table_format(args.train_output))
+    write_part(frame[is_test], args.test_output, table_format(args.test_output))
+    logger.info("%d rows to %s, %d rows to %s", (~is_test).sum(), args.train_output, is_test.sum(), args.test_output)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.report import build_report
+
+    model = EarshotModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, device="cpu")
+    tally = build_report(args.scored, args.output, model=model, text_column=args.text_column,
+                         date_column=args.date_column, by=args.by, title=args.title)
+    logger.info("report on %d rows written to %s", tally.rows, args.output)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from model.onnx_backend import export_onnx
+
+    folder = args.model or DEFAULT_MODEL_DIR
+    written = export_onnx(EarshotModel.from_pretrained(folder, device="cpu"), Path(folder))
+    for backend, path in written.items():
+        logger.info("%s: %s (%.1f MB)", backend, path, path.stat().st_size / 1e6)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    import service
+
+    env = dict(os.environ)
+    if args.model is not None:
+        if not (args.model / "config.json").is_file():
+            raise FileNotFoundError(f"{args.model} is not a model folder: it has no config.json")
+        env["EARSHOT_MODEL"] = str(args.model.resolve())
+    for name, value in (("EARSHOT_DEVICE", args.device), ("EARSHOT_WORKERS", args.workers),
+                        ("EARSHOT_BACKEND", args.backend),
+                        ("EARSHOT_API_KEY", args.api_key)):
+        if value is not None:
+            env[name] = str(value)
+    root = Path(service.__file__).resolve().parent.parent
+    command = ["bentoml", "serve", "service.service:Earshot", "--working-dir", str(root),
+               "--host", args.host, "--port", str(args.port)]
+    logger.info("serving on http://%s:%d (OpenAPI page at /)", args.host, args.port)
+    os.execvpe(command[0], command, env)  # bentoml takes over this process: signals reach it directly
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``earshot`` console script."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: Callable[[argparse.Namespace], None] = args.handler
+    from training.data import DataError
+
+    try:
+        handler(args)
+    except (DataError, FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

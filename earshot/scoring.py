@@ -1,0 +1,197 @@
+"""``earshot score``: add predictions to every row of a table, streaming, atomically, resumably.
+
+The input is read in chunks; each scored chunk is written as a part file of its own under a work
+folder beside the output; when all parts are done they are joined into the output through a
+temporary file and a rename. A crash leaves no file that looks complete, and ``resume=True`` skips
+the parts already written.
+
+Example:
+    >>> summary = score_file(EarshotModel.from_pretrained(), Path("tickets.csv"), Path("scored.parquet"))
+    >>> summary.rows
+    120000
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from model import EarshotModel
+from training.data import DataError
+
+from .tables import count_rows, join_parts, read_chunks, read_columns, table_format, write_part
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("sentiment", "sentiment_score", "pain_points", "pain_point_scores", "error")
+
+
+@dataclass
+class ScoreSummary:
+    rows: int
+    errors: int
+    seconds: float
+    resumed_rows: int = 0
+
+
+def check_text_column(columns: list[str], text_column: str, source: str) -> None:
+    """A DataError naming the missing text column, the columns found and the flag; or clashing names."""
+    if text_column not in columns:
+        raise DataError(f"{source}: no text column {text_column!r}. Found columns: {columns}. "
+                        "Pass --text-column NAME to use another column.")
+    clashes = [c for c in PREDICTION_COLUMNS if c in columns]
+    if clashes:
+        raise DataError(f"{source}: already has column(s) {clashes}, which scoring adds; rename or drop them "
+                        "first so that no input value is overwritten")
+
+
+def text_problem(value: Any) -> str | None:
+    """Why a cell cannot be scored, or None when it can."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing text"
+    if not isinstance(value, str):
+        return f"text is {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty text"
+    return None
+
+
+def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
+                batch_size: int | None = None) -> pd.DataFrame:
+    """The frame with the prediction columns added; rows whose text cannot be scored get an ``error``.
+
+    This is the one place that turns model predictions into table columns: the local engine and the
+    Ray engine both call it.
+    """
+    problems = [text_problem(value) for value in frame[text_column]]
+    good = [i for i, problem in enumerate(problems) if problem is None]
+    predictions = model.predict([frame[text_column].iat[i] for i in good], batch_size=batch_size)
+    n = len(frame)
+    sentiment: list[str | None] = [None] * n
+    sentiment_score: list[float | None] = [None] * n
+    pain_points: list[str | None] = [None] * n
+    pain_point_scores: list[str | None] = [None] * n
+    for i, prediction in zip(good, predictions):
+        sentiment[i] = prediction.sentiment
+        sentiment_score[i] = prediction.sentiment_score
+        pain_points[i] = ";".join(p.label for p in prediction.pain_points)
+        pain_point_scores[i] = json.dumps({k: round(v, 6) for k, v in prediction.pain_point_scores.items()})
+    scored = frame.copy()
+    scored["sentiment"] = sentiment
+    scored["sentiment_score"] = pd.array(sentiment_score, dtype="Float64")
+    scored["pain_points"] = pain_points
+    scored["pain_point_scores"] = pain_point_scores
+    scored["error"] = problems
+    return scored
+
+
+def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_column: str = "text",
+               chunk_size: int = 4096, batch_size: int | None = None, progress: bool = True,
+               resume: bool = False) -> ScoreSummary:
+    """Score a whole file; see the module docstring for how crashes and ``resume`` are handled."""
+    started = time.monotonic()
+    if chunk_size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
+    if not input_path.is_file():
+        raise DataError(f"{input_path}: no such file")
+    out_format = table_format(output_path)
+    table_format(input_path)
+    columns = read_columns(input_path)
+    check_text_column(columns, text_column, str(input_path))
+    work = _work_dir(output_path)
+    manifest = _manifest(model, input_path, text_column, chunk_size, out_format)
+    done_errors = _prepare_work_dir(work, manifest, resume)
+    total = count_rows(input_path)
+    rows = errors = 0
+    resumed = 0
+    bar = tqdm(total=total, unit="rows", desc="scoring", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    parts: list[Path] = []
+    for number, chunk in enumerate(read_chunks(input_path, chunk_size)):
+        part = work / f"part-{number:06d}.{out_format}"
+        parts.append(part)
+        if number < len(done_errors):
+            rows += len(chunk)
+            resumed += len(chunk)
+            errors += done_errors[number]
+            bar.update(len(chunk))
+            continue
+        scored = score_frame(model, chunk, text_column, batch_size=batch_size)
+        write_part(scored, part, out_format)
+        chunk_errors = int(scored["error"].notna().sum())
+        _record_part(work, number, len(chunk), chunk_errors)
+        rows += len(chunk)
+        errors += chunk_errors
+        bar.update(len(chunk))
+    bar.close()
+    if not parts:  # an input with a header and no rows still gives an output with every column
+        part = work / f"part-000000.{out_format}"
+        write_part(pd.DataFrame(columns=[*columns, *PREDICTION_COLUMNS]), part, out_format)
+        parts.append(part)
+    join_parts(parts, output_path, out_format)
+    shutil.rmtree(work, ignore_errors=True)
+    if resumed:
+        logger.info("resumed: %d rows were already scored by the interrupted run", resumed)
+    return ScoreSummary(rows=rows, errors=errors, seconds=time.monotonic() - started, resumed_rows=resumed)
+
+
+def _work_dir(output_path: Path) -> Path:
+    return output_path.parent / f".{output_path.name}.earshot-parts"
+
+
+def _manifest(model: EarshotModel, input_path: Path, text_column: str, chunk_size: int, out_format: str) -> dict:
+    stat = input_path.stat()
+    weights = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+    return {"input": str(input_path.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+            "text_column": text_column, "chunk_size": chunk_size, "format": out_format, "model": weights}
+
+
+def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[int]:
+    """Create the work folder; with ``resume``, the error counts of the parts an earlier run completed."""
+    manifest_file = work / "manifest.json"
+    if resume and manifest_file.is_file():
+        previous = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if previous != manifest:
+            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+            raise ValueError(f"cannot resume: {changed} changed since the interrupted run; "
+                             f"run without --resume to start over (this deletes {work})")
+        done = _done_parts(work)
+        logger.info("resuming: %d chunks of %d rows already scored", len(done), manifest["chunk_size"])
+        return done
+    if work.exists():
+        if not resume:
+            logger.info("starting over: removing the parts of an earlier interrupted run in %s", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return []
+
+
+def _done_parts(work: Path) -> list[int]:
+    """Error counts of the consecutive parts, from the first, recorded as complete."""
+    log = work / "parts.jsonl"
+    done: list[int] = []
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a crash: the parts before it are the complete ones
+            if record.get("part") != len(done):
+                break
+            done.append(int(record["errors"]))
+    return done
+
+
+def _record_part(work: Path, number: int, rows: int, errors: int) -> None:
+    with open(work / "parts.jsonl", "a", encoding="utf-8") as log:
+        log.write(json.dumps({"part": number, "rows": rows, "errors": errors}) + "\n")

@@ -1,0 +1,82 @@
+"""ASGI middleware: optional API key and a request-size limit, answered before any parsing."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Awaitable, Callable
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], headers: list | None = None) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class GuardMiddleware:
+    """Rejects oversized bodies with 413 and, when ``api_key`` is set, unauthenticated calls with 401.
+
+    Health probes stay open so that orchestrators need no secret. The key is compared in constant
+    time, so response timing does not reveal how much of a guess was right.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path") == "/model":
+            # BentoML mounts extra apps under a sub-path; answer /model itself rather than a 307 to /model/.
+            scope = {**scope, "path": "/model/", "raw_path": b"/model/"}
+        headers = dict(scope.get("headers") or [])
+        if self.expected is not None and scope.get("path") not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await _json(send, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'"},
+                            [(b"www-authenticate", b"Bearer")])
+                return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _json(send, 413, {"error": f"request body of {int(declared)} bytes is over the limit of "
+                                             f"{self.max_body_bytes} bytes; send fewer or shorter texts"})
+            return
+        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            receive = await self._buffered(receive, send)
+            if receive is None:
+                return
+        await self.app(scope, receive, send)
+
+    async def _buffered(self, receive: Receive, send: Send) -> Receive | None:
+        """Read a body sent without Content-Length (chunked) up to the limit, then replay it.
+
+        Returns None after answering 413 when the body is over the limit.
+        """
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                await _json(send, 413, {"error": f"request body is over the limit of {self.max_body_bytes} bytes"})
+                return None
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        return replay

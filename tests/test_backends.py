@@ -1,0 +1,93 @@
+"""ONNX backends give torch's labels (scores within a stated tolerance); stale exports are handled."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model import DEFAULT_MODEL_DIR, EarshotModel
+from model.onnx_backend import ExportError, export_status
+
+FP32_TOLERANCE = 1e-4   # same graph, different kernels
+INT8_TOLERANCE = 0.06   # int8 weights: scores move a little, labels of clear texts do not
+
+
+@pytest.fixture()
+def saved(tiny_model: EarshotModel, tmp_path: Path) -> Path:
+    tiny_model.save_pretrained(tmp_path / "m")
+    return tmp_path / "m"
+
+
+def _texts() -> list[str]:
+    frame = pd.read_csv(Path(__file__).parent / "data" / "feedback.csv", keep_default_na=False)
+    return frame["text"].tolist()[:60]
+
+
+def test_onnx_fp32_matches_torch(saved: Path) -> None:
+    torch_model = EarshotModel.from_pretrained(saved, device="cpu")
+    onnx_model = EarshotModel.from_pretrained(saved, backend="onnx")
+    assert export_status(saved, "onnx") is None  # exported on first use, cached beside the model
+    texts = _texts()
+    expected, got = torch_model.predict_proba(texts), onnx_model.predict_proba(texts)
+    np.testing.assert_allclose(got.sentiment, expected.sentiment, atol=FP32_TOLERANCE)
+    np.testing.assert_allclose(got.pain_points, expected.pain_points, atol=FP32_TOLERANCE)
+    assert [p.sentiment for p in onnx_model.predict(texts)] == [p.sentiment for p in torch_model.predict(texts)]
+
+
+def test_stale_export_is_rebuilt(saved: Path, tiny_model: EarshotModel) -> None:
+    EarshotModel.from_pretrained(saved, backend="onnx")
+    tiny_model.sentiment_head.bias.data += 1.0  # new weights in the same folder
+    tiny_model.save_pretrained(saved)
+    assert "stale" in export_status(saved, "onnx")
+    rebuilt = EarshotModel.from_pretrained(saved, backend="onnx")
+    assert export_status(saved, "onnx") is None
+    reference = EarshotModel.from_pretrained(saved, device="cpu").predict_proba(["late again"]).sentiment
+    np.testing.assert_allclose(rebuilt.predict_proba(["late again"]).sentiment, reference, atol=FP32_TOLERANCE)
+
+
+def test_missing_export_in_a_read_only_folder_is_reported(saved: Path) -> None:
+    mode = saved.stat().st_mode
+    os.chmod(saved, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(saved, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        with pytest.raises(ExportError, match=r"no onnx-int8 export .* run `earshot export --model"):
+            EarshotModel.from_pretrained(saved, backend="onnx-int8")
+    finally:
+        os.chmod(saved, mode)
+
+
+def test_load_runner_refuses_to_rebuild_when_told(saved: Path) -> None:
+    from model.onnx_backend import load_runner
+
+    with pytest.raises(ExportError, match=r"no onnx export in .*earshot export"):
+        load_runner(EarshotModel.from_pretrained(saved, device="cpu"), saved, "onnx", rebuild=False)
+
+
+def test_unknown_backend_and_gpu_with_onnx_are_refused(saved: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'"):
+        EarshotModel.from_pretrained(saved, backend="tensorrt")
+    with pytest.raises(ValueError, match=r"runs on the CPU"):
+        EarshotModel.from_pretrained(saved, backend="onnx", device="cuda")
+
+
+@pytest.mark.integration
+def test_int8_gives_torch_labels_on_the_default_model(tmp_path: Path) -> None:
+    folder = tmp_path / "default"
+    EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu").save_pretrained(folder)
+    texts = ["@united you lost my luggage and nobody can tell me where it is",
+             "@SouthwestAir my flight is delayed 3 hours again", "@JetBlue thank you, the crew was wonderful!",
+             "@AmericanAir on hold for two hours, customer service is useless",
+             "@USAirways the flight attendant was so rude to my mother", "@VirginAmerica what time is boarding?"]
+    reference = EarshotModel.from_pretrained(folder, device="cpu")
+    int8 = EarshotModel.from_pretrained(folder, backend="onnx-int8")
+    expected, got = reference.predict(texts), int8.predict(texts)
+    assert [p.sentiment for p in got] == [p.sentiment for p in expected]
+    assert [[x.label for x in p.pain_points][:1] for p in got] == [[x.label for x in p.pain_points][:1] for p in expected]
+    np.testing.assert_allclose(int8.predict_proba(texts).sentiment, reference.predict_proba(texts).sentiment,
+                               atol=INT8_TOLERANCE)

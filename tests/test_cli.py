@@ -1,0 +1,94 @@
+"""The `earshot` command end to end on the tiny model: train, kill -9 + resume, evaluate, score."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from earshot.cli import main
+from model import EarshotModel
+
+COLUMNS = ["--sentiment-column", "sentiment", "--pain-points-column", "pain_points"]
+
+
+def _train_args(data: Path, base: Path, out: Path, epochs: int = 2) -> list[str]:
+    return ["train", "--data", str(data), "--output", str(out), "--base-model", str(base), "--epochs", str(epochs),
+            "--learning-rate", "2e-3", "--head-learning-rate", "1e-2", "--patience", "0", "--max-length", "32",
+            "--batch-size", "8", "--no-progress", *COLUMNS]
+
+
+def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert main(_train_args(feedback_csv, tiny_base, out)) == 0
+    model = EarshotModel.from_pretrained(out)
+    assert model.config.provenance["data_file"] == "feedback.csv"
+    assert model.config.provenance["columns"]["pain_points"] == "pain_points"
+
+    assert main(["evaluate", "--data", str(feedback_csv), "--model", str(out), *COLUMNS]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["heads"]) == {"sentiment", "pain_points"}
+    assert metrics["heads"]["pain_points"]["per_label"]["late"]["support"] > 0
+    assert (out / "confusion_sentiment.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert "## Metrics on `feedback.csv`" in card and "| late |" in card and "## Limits" in card
+
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(feedback_csv, keep_default_na=False)[["text"]].to_csv(unlabelled, index=False)
+    scored = tmp_path / "scored.csv"
+    assert main(["score", str(unlabelled), "-o", str(scored), "--model", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(scored, keep_default_na=False)
+    assert len(frame) == 204 and frame["sentiment"].isin(["negative", "neutral", "positive"]).all()
+
+
+def test_bad_data_exits_2_with_the_message(feedback_csv: Path, tiny_base: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    args = _train_args(feedback_csv, tiny_base, tmp_path / "m")
+    args[args.index("sentiment")] = "mood"
+    assert main(args) == 2
+    assert "missing column 'mood' (set with --sentiment-column)" in caplog.text
+
+
+def test_validation_file_with_unknown_label(feedback_csv: Path, tiny_base: Path, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    validation = tmp_path / "validation.csv"
+    pd.DataFrame([{"text": "a", "sentiment": "angry", "pain_points": ""}]).to_csv(validation, index=False)
+    assert main(_train_args(feedback_csv, tiny_base, tmp_path / "m") + ["--validation", str(validation)]) == 2
+    assert "validation.csv: row 1, column 'sentiment': unknown sentiment 'angry'" in caplog.text
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(feedback_csv: Path, tiny_base: Path, tmp_path: Path) -> None:
+    bigger = tmp_path / "bigger.csv"
+    frame = pd.read_csv(feedback_csv, keep_default_na=False)
+    pd.concat([frame] * 8).to_csv(bigger, index=False)  # long enough epochs to kill one half-way
+
+    straight = tmp_path / "straight"
+    assert main(_train_args(bigger, tiny_base, straight, epochs=3)) == 0
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "earshot.cli", *_train_args(bigger, tiny_base, killed, epochs=3)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "epoch-0001").exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists()
+
+    assert main([*_train_args(bigger, tiny_base, killed, epochs=3), "--resume"]) == 0
+    texts = frame["text"].tolist()
+    expected = EarshotModel.from_pretrained(straight).predict_proba(texts)
+    resumed = EarshotModel.from_pretrained(killed).predict_proba(texts)
+    np.testing.assert_allclose(resumed.sentiment, expected.sentiment, atol=1e-5)
+    np.testing.assert_allclose(resumed.pain_points, expected.pain_points, atol=1e-5)

@@ -1,0 +1,144 @@
+"""Data enters through read_examples: every problem names the file, row, column and fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+
+from training.data import ColumnMapping, DataError, parse_label_cell, read_examples, split_validation
+
+MAPPING = ColumnMapping(text="text", sentiment="sentiment", pain_points="pain_points")
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_reads_the_fixture(feedback_csv: Path) -> None:
+    data = read_examples(feedback_csv, MAPPING)
+    assert len(data.examples) == 204
+    assert data.sentiment_labels() == ["negative", "neutral", "positive"]
+    assert data.pain_point_labels() == ["billing", "late", "lost_item", "rude_staff"]
+    assert data.examples[0].row == 1
+    assert any(len(e.pain_points) == 2 for e in data.examples)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet", "dataset"])
+def test_every_format_reads_the_same(feedback_csv: Path, tmp_path: Path, suffix: str) -> None:
+    frame = pd.read_csv(feedback_csv, keep_default_na=False, dtype=str)
+    target = tmp_path / f"data{suffix}"
+    if suffix == ".tsv":
+        frame.to_csv(target, sep="\t", index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(target, orient="records", lines=True)
+    elif suffix == ".parquet":
+        frame.to_parquet(target)
+    elif suffix == "dataset":
+        datasets.Dataset.from_pandas(frame).save_to_disk(str(target))
+    else:
+        frame.to_csv(target, index=False)
+    assert read_examples(target, MAPPING).examples == read_examples(feedback_csv, MAPPING).examples
+
+
+def test_missing_column_names_expected_found_and_flag(feedback_csv: Path) -> None:
+    mapping = ColumnMapping(text="body", sentiment="sentiment")
+    with pytest.raises(DataError, match=r"feedback.csv: missing column 'body' \(set with --text-column\)\. "
+                                        r"Found columns: \['text', 'sentiment', 'pain_points'\]"):
+        read_examples(feedback_csv, mapping)
+
+
+def test_empty_text_names_row_and_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [{"text": "fine", "sentiment": "positive", "pain_points": ""},
+                                          {"text": "   ", "sentiment": "negative", "pain_points": "late"}])
+    with pytest.raises(DataError, match=r"d.csv: row 2, column 'text': empty text.*--skip-bad-rows"):
+        read_examples(path, MAPPING)
+
+
+def test_unknown_label_in_validation_data(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "v.csv", [{"text": "a", "sentiment": "positive", "pain_points": ""},
+                                          {"text": "b", "sentiment": "negative", "pain_points": "late;wifi"}])
+    with pytest.raises(DataError, match=r"v.csv: row 2, column 'pain_points': unknown pain point 'wifi'; "
+                                        r"the model knows \['late'\]"):
+        read_examples(path, MAPPING, sentiment_labels=["negative", "positive"], pain_point_labels=["late"])
+    with pytest.raises(DataError, match=r"row 1, column 'sentiment': unknown sentiment 'positive'"):
+        read_examples(path, MAPPING, sentiment_labels=["negative"], pain_point_labels=["late", "wifi"])
+
+
+def test_malformed_cell(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "m.csv", [{"text": "a", "sentiment": "negative", "pain_points": '["late", '}])
+    with pytest.raises(DataError, match=r"m.csv: row 1, column 'pain_points': malformed cell .*not a JSON list"):
+        read_examples(path, MAPPING)
+
+
+def test_list_item_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"text": "a", "sentiment": "negative", "pain_points": ["late", 3]}) + "\n")
+    with pytest.raises(DataError, match=r"row 1, column 'pain_points': malformed cell .*list item 3 is not text"):
+        read_examples(path, MAPPING)
+
+
+def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,sentiment\nok,positive\ncaf\xe9 was cold,negative\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: line 3 is not valid UTF-8 \(byte 0xe9.*iconv"):
+        read_examples(path, ColumnMapping(sentiment="sentiment"))
+
+
+def test_skip_bad_rows_reports_how_many_and_which(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [
+        {"text": "fine", "sentiment": "positive", "pain_points": ""},
+        {"text": "", "sentiment": "negative", "pain_points": "late"},
+        {"text": "bad cell", "sentiment": "negative", "pain_points": "[oops"},
+        {"text": "late again", "sentiment": "negative", "pain_points": "late"},
+    ])
+    data = read_examples(path, MAPPING, skip_bad_rows=True)
+    assert [e.row for e in data.examples] == [1, 4]
+    assert [(s.row, s.column) for s in data.skipped] == [(2, "text"), (3, "pain_points")]
+    assert "empty text" in str(data.skipped[0])
+
+
+def test_none_labels_and_unknown_sentiment(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [
+        {"text": "a", "sentiment": "negative", "pain_points": "Can't Tell"},
+        {"text": "b", "sentiment": "", "pain_points": "late"},
+    ])
+    data = read_examples(path, ColumnMapping(sentiment="sentiment", pain_points="pain_points",
+                                             none_labels=("Can't Tell",)))
+    assert data.examples[0].pain_points == ()
+    assert data.examples[1].sentiment is None and data.examples[1].pain_points == ("late",)
+
+
+@pytest.mark.parametrize("cell, labels", [
+    ("late;rude", ("late", "rude")), (' late ; ; rude ', ("late", "rude")), ('["late", "rude"]', ("late", "rude")),
+    ("Late Flight", ("Late Flight",)), ("", ()), (None, ()), (["a", "a", "b"], ("a", "b")),
+])
+def test_label_cells(cell: object, labels: tuple) -> None:
+    assert parse_label_cell(cell, 1, "c") == labels
+
+
+def test_stratified_split_is_seeded_and_keeps_shares(feedback_csv: Path) -> None:
+    examples = read_examples(feedback_csv, MAPPING).examples
+    train, validation = split_validation(examples, 0.2, seed=1)
+    again = split_validation(examples, 0.2, seed=1)
+    assert (train, validation) == again
+    assert len(train) + len(validation) == len(examples)
+    share = sum(e.sentiment == "positive" for e in validation) / len(validation)
+    assert share == pytest.approx(30 / 204, abs=0.03)
+    assert split_validation(examples, 0.2, seed=2)[1] != validation
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = tmp_path / "d.xlsx"
+    path.write_text("x")
+    with pytest.raises(DataError, match=r"unknown format '.xlsx'"):
+        read_examples(path, MAPPING)
+
+
+def test_no_label_column_given() -> None:
+    with pytest.raises(ValueError, match="--sentiment-column or --pain-points-column"):
+        ColumnMapping(text="text")

@@ -1,0 +1,80 @@
+"""`earshot report`: one self-contained HTML file with every section, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from earshot.report import build_report
+from model import EarshotModel
+
+
+@pytest.fixture()
+def scored(tmp_path: Path) -> Path:
+    """A scored file written by hand: the report is tested apart from any model's output."""
+    rows = []
+    for i in range(60):
+        kind = i % 5
+        text, sentiment, pains = [("my bag never arrived <script>alert(1)</script>", "negative", ["lost_item"]),
+                                  ("charged twice and late", "negative", ["billing", "late"]),
+                                  ("late again", "negative", ["late"]), ("thanks!", "positive", []),
+                                  ("", None, None)][kind]
+        scores = {label: (0.9 - 0.001 * i if label in (pains or []) else 0.05)
+                  for label in ("billing", "late", "lost_item", "rude_staff")}
+        rows.append({"text": text, "created": f"2026-0{1 + i % 3}-{10 + i % 15} 10:00:00" if i != 7 else "not a date",
+                     "channel": ["email", "chat", "twitter"][i % 3], "sentiment": sentiment,
+                     "sentiment_score": 0.9 if sentiment else None,
+                     "pain_points": ";".join(pains) if pains is not None else None,
+                     "pain_point_scores": json.dumps(scores) if sentiment else None,
+                     "error": "empty text" if kind == 4 else None})
+    out = tmp_path / "scored.parquet"
+    pd.DataFrame(rows).to_parquet(out)
+    return out
+
+
+def test_report_has_every_section_and_no_external_link(scored: Path, tiny_model: EarshotModel,
+                                                       tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    tally = build_report(scored, page, model=tiny_model, date_column="created", by="channel")
+    html = page.read_text()
+    for section in ("sentiment", "pain-points", "trend", "segments", "examples", "provenance"):
+        assert f"<section id='{section}'>" in html
+    assert tally.rows == 60 and tally.errors == 12 and tally.bad_dates == 1
+    assert len(re.findall(r"src='data:image/png;base64,", html)) >= 3
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)
+    assert "<script>alert" not in html and "&lt;script&gt;" in html  # feedback text is escaped
+    assert "twitter" in html
+    assert tally.pain["late"] == 24 and tally.pain["lost_item"] == 12 and tally.pain_sentiment["late"]["negative"] == 24
+
+
+def test_report_names_a_missing_column(scored: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no column 'region' for --by"):
+        build_report(scored, tmp_path / "r.html", by="region")
+
+
+def test_report_renders_in_headless_chromium(scored: Path, tiny_model: EarshotModel, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "report.html"
+    build_report(scored, page, model=tiny_model, date_column="created", by="channel")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+                    f"--screenshot={shot}", page.as_uri()], check=True, timeout=120, capture_output=True)
+    from PIL import Image
+
+    image = Image.open(shot).convert("L")
+    colours = image.getcolors(maxcolors=1 << 16)
+    assert image.size == (1200, 2400)
+    assert colours is None or len(colours) > 50  # a rendered page, not a blank one

@@ -1,0 +1,131 @@
+"""`earshot score`: every row and column kept in order, bad rows marked, atomic and resumable output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import earshot.scoring as scoring
+from earshot.scoring import PREDICTION_COLUMNS, score_file
+from model import EarshotModel
+from training.data import DataError
+
+
+def _input(tmp_path: Path, suffix: str, rows: int = 23) -> Path:
+    frame = pd.DataFrame({
+        "ticket": [f"T{i:03d}" for i in range(rows)],
+        "text": [["my bag never arrived", "thanks a lot", "charged twice", "", "  ", "late again"][i % 6]
+                 for i in range(rows)],
+        "amount": [f"{i}.50" for i in range(rows)],
+    })
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, sep="\t", index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize("source, target", [(".csv", ".csv"), (".tsv", ".jsonl"), (".jsonl", ".parquet"),
+                                            (".parquet", ".csv"), (".csv", ".parquet")])
+def test_formats_round_trip_with_every_row_and_column(tiny_model: EarshotModel, tmp_path: Path,
+                                                      source: str, target: str) -> None:
+    path = _input(tmp_path, source)
+    out = tmp_path / f"out{target}"
+    summary = score_file(tiny_model, path, out, chunk_size=5, progress=False)
+    scored = _read(out)
+    assert summary.rows == 23 and summary.errors == 8
+    assert list(scored.columns) == ["ticket", "text", "amount", *PREDICTION_COLUMNS]
+    assert list(scored["ticket"]) == [f"T{i:03d}" for i in range(23)]
+    assert [str(a) for a in scored["amount"]] == [f"{i}.50" for i in range(23)]
+    good = scored[scored["text"].astype(str).str.strip() != ""]
+    assert good["error"].isna().all() | (good["error"] == "").all()
+    scores = json.loads(good["pain_point_scores"].iloc[0])
+    assert set(scores) == set(tiny_model.pain_point_labels)
+    assert set(good["sentiment"]) <= set(tiny_model.sentiment_labels)
+
+
+def test_bad_rows_are_marked_not_dropped(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    score_file(tiny_model, _input(tmp_path, ".csv", rows=6), out, progress=False)
+    scored = pd.read_parquet(out)
+    assert len(scored) == 6
+    assert scored["error"].fillna("").tolist() == ["", "", "", "empty text", "empty text", ""]
+    assert scored["sentiment"].isna().tolist() == [False, False, False, True, True, False]
+
+
+def test_predictions_equal_the_models_own(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    score_file(tiny_model, _input(tmp_path, ".csv", rows=6), out, chunk_size=2, progress=False)
+    scored = pd.read_parquet(out)
+    direct = tiny_model.predict(["my bag never arrived"])[0]
+    assert scored["sentiment"].iloc[0] == direct.sentiment
+    assert scored["sentiment_score"].iloc[0] == pytest.approx(direct.sentiment_score, abs=1e-5)
+
+
+def test_missing_text_column_names_the_flag(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"no text column 'body'. Found columns: \['ticket', 'text', 'amount'\]. "
+                                        r"Pass --text-column"):
+        score_file(tiny_model, _input(tmp_path, ".csv"), tmp_path / "o.csv", text_column="body", progress=False)
+
+
+def test_a_crash_leaves_no_output_and_resume_completes_it(tiny_model: EarshotModel, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _input(tmp_path, ".csv", rows=40)
+    straight = tmp_path / "straight.csv"
+    score_file(tiny_model, path, straight, chunk_size=7, progress=False)
+
+    calls = {"n": 0}
+    real = scoring.score_frame
+
+    def dies_on_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_frame", dies_on_third_chunk)
+    out = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tiny_model, path, out, chunk_size=7, progress=False)
+    assert not out.exists()  # nothing that looks complete
+
+    calls["n"] = 10  # no more crashes; count how many chunks the resumed run scores
+    summary = score_file(tiny_model, path, out, chunk_size=7, progress=False, resume=True)
+    assert summary.resumed_rows == 14 and calls["n"] == 10 + 4
+    assert out.read_bytes() == straight.read_bytes()
+
+
+def test_resume_refuses_a_changed_input(tiny_model: EarshotModel, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _input(tmp_path, ".csv", rows=20)
+    monkeypatch.setattr(scoring, "join_parts", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tiny_model, path, tmp_path / "o.csv", chunk_size=7, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"cannot resume: \['chunk_size'\] changed"):
+        score_file(tiny_model, path, tmp_path / "o.csv", chunk_size=5, progress=False, resume=True)
+
+
+def test_header_only_input_gives_header_only_output(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("id,text\n")
+    out = tmp_path / "out.parquet"
+    assert score_file(tiny_model, path, out, progress=False).rows == 0
+    assert pq.read_schema(out).names == ["id", "text", *PREDICTION_COLUMNS]

@@ -1,0 +1,306 @@
+"""The HTTP API at three layers: the service class, in-process HTTP, and a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from model import EarshotModel
+from service.middleware import GuardMiddleware
+from service.redaction import RedactValidationErrors
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def service_module(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory):
+    """service.service imported with settings for the tiny model (settings are read at import).
+
+    Module-scoped: BentoML registers Prometheus metrics once per process and app.
+    """
+    folder = tmp_path_factory.mktemp("served")
+    EarshotModel.from_base(str(tiny_base), ["negative", "neutral", "positive"],
+                           ["billing", "late", "lost_item", "rude_staff"], max_length=32).save_pretrained(folder)
+    overrides = {"EARSHOT_MODEL": str(folder), "EARSHOT_MAX_ITEMS": "8", "EARSHOT_MAX_BODY_BYTES": "20000"}
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        import service.service as module
+
+        yield importlib.reload(module)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# ----------------------------------------------------------------------- layer 1: the class itself
+def test_service_class_classifies_in_order_and_echoes_ids(service_module) -> None:
+    from service.schemas import FeedbackItem
+
+    service = service_module.Earshot()
+    items = [FeedbackItem(id=str(i), text=text) for i, text in enumerate(["late", "thanks", "late " * 100])]
+    answers = service.classify(items)
+    assert [a.id for a in answers] == ["0", "1", "2"]
+    assert [a.truncated for a in answers] == [False, False, True]
+    direct = service.model.predict(["thanks"])[0]
+    assert answers[1].sentiment["label"] == direct.sentiment
+    assert answers[1].sentiment["scores"] == pytest.approx(direct.sentiment_scores, abs=1e-5)
+    assert service.info().pain_point_labels == ["billing", "late", "lost_item", "rude_staff"]
+
+
+# ---------------------------------------------------------------------- layer 2: in-process HTTP
+@pytest.fixture(scope="module")
+def client(service_module):
+    with TestClient(app=service_module.Earshot.to_asgi()) as test_client:
+        yield test_client
+
+
+def test_http_classify_and_model_info(client: TestClient) -> None:
+    response = client.post("/classify", json={"items": [{"id": "a", "text": "my bag is lost"}, {"text": "ok"}]})
+    assert response.status_code == 200
+    body = response.json()
+    assert [item["id"] for item in body] == ["a", None]
+    assert set(body[0]) == {"id", "sentiment", "pain_points", "pain_point_scores", "truncated"}
+    info = client.get("/model")
+    assert info.status_code == 200 and info.json()["sentiment_labels"] == ["negative", "neutral", "positive"]
+    assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
+
+
+@pytest.mark.parametrize("payload, status, location", [
+    ({"items": [{"text": "fine"}, {"text": "   "}]}, 400, ["items", 1, "text"]),
+    ({"items": [{"text": "fine"}, {"id": "x"}]}, 400, ["items", 1, "text"]),
+    ({"items": [{"text": 42}]}, 400, ["items", 0, "text"]),
+    ({"items": [{"text": "a", "colour": "red"}]}, 400, ["items", 0, "colour"]),
+    ({"items": []}, 400, ["items"]),
+    ({"items": [{"text": "a"}] * 9}, 400, ["items"]),
+    ({"texts": ["a"]}, 400, ["items"]),
+])
+def test_http_bad_input_names_item_and_field(client: TestClient, payload: dict, status: int, location: list) -> None:
+    response = client.post("/classify", json=payload)
+    assert response.status_code == status
+    assert location in [problem["loc"] for problem in response.json()["detail"]]
+
+
+def test_http_malformed_json_and_oversized_body(client: TestClient) -> None:
+    malformed = client.post("/classify", content=b'{"items": [{"text": "a"', headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["detail"][0]["type"] == "json_invalid"
+    huge = client.post("/classify", json={"items": [{"text": "x" * 30000}]})
+    assert huge.status_code == 413 and "over the limit of 20000 bytes" in huge.json()["error"]
+
+
+# --------------------------------------------------------------------- middleware and log hygiene
+async def _read_body(request) -> PlainTextResponse:
+    return PlainTextResponse(f"read {len(await request.body())} bytes")
+
+
+def _guarded(api_key: str | None) -> TestClient:
+    app = Starlette(routes=[Route(path, _read_body, methods=["GET", "POST"])
+                            for path in ("/classify", "/livez", "/readyz")])
+    return TestClient(GuardMiddleware(app, api_key=api_key, max_body_bytes=100))
+
+
+def test_api_key_is_required_except_on_health_probes() -> None:
+    client = _guarded("s3cret")
+    assert client.post("/classify").status_code == 401
+    assert client.post("/classify", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/classify", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
+    assert _guarded(None).post("/classify").status_code == 200
+
+
+def test_body_without_content_length_is_limited() -> None:
+    def chunks():
+        yield b"x" * 80
+        yield b"x" * 80
+
+    response = _guarded(None).post("/classify", content=chunks())
+    assert response.status_code == 413
+
+
+def test_rejected_requests_are_logged_without_their_text() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    class Item(BaseModel):
+        text: int
+
+    try:
+        Item(text="my secret complaint")
+    except ValidationError as error:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "Exception on %s", ("/classify",),
+                                   (type(error), error, None))
+    RedactValidationErrors().filter(record)
+    message = logging.Formatter().format(record)
+    assert "secret" not in message and "text: int_parsing" in message and record.levelno == logging.WARNING
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match=r"EARSHOT_MAX_BATCH_SIZE='many' is not an integer"):
+        Settings.from_env({"EARSHOT_MAX_BATCH_SIZE": "many"})
+    with pytest.raises(ValueError, match=r"EARSHOT_WORKERS=0 must be at least 1"):
+        Settings.from_env({"EARSHOT_WORKERS": "0"})
+
+
+# ------------------------------------------------------------------ layer 3: a real bentoml serve
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without EARSHOT_* settings (the tiny-model fixture sets some)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`earshot serve` on the default model, with an API key, in a process of its own."""
+    port, key = _free_port(), "integration-key"
+    env = _clean_env(EARSHOT_API_KEY=key, PYTHONUNBUFFERED="1")
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"earshot-serve-{port}.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "earshot.cli", "serve", "--port", str(port)], env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"earshot serve exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("earshot serve did not become ready in 180 s")
+        yield base, {"Authorization": f"Bearer {key}"}, log
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.integration
+def test_real_server_gives_right_labels(server) -> None:
+    base, auth, _ = server
+    items = [{"id": "lost", "text": "@airline you lost my luggage and nobody can tell me where it is"},
+             {"id": "late", "text": "@airline flight delayed 4 hours again, we are still sitting at the gate"},
+             {"id": "thanks", "text": "@airline thank you, the crew was wonderful and the flight was great!"}]
+    answer = httpx.post(f"{base}/classify", json={"items": items}, headers=auth, timeout=30).json()
+    by_id = {a["id"]: a for a in answer}
+    assert by_id["lost"]["sentiment"]["label"] == "negative"
+    assert by_id["lost"]["pain_points"][0]["label"] == "Lost Luggage"
+    assert by_id["late"]["pain_points"][0]["label"] == "Late Flight"
+    assert by_id["thanks"]["sentiment"]["label"] == "positive" and by_id["thanks"]["pain_points"] == []
+
+
+@pytest.mark.integration
+def test_real_server_rejects_bad_input_and_missing_key(server) -> None:
+    base, auth, log = server
+    assert httpx.post(f"{base}/classify", json={"items": [{"text": "x"}]}, timeout=10).status_code == 401
+    assert httpx.get(f"{base}/livez", timeout=10).status_code == 200
+    bad = httpx.post(f"{base}/classify", json={"items": [{"text": "ok"}, {"text": " private words "}, {"text": ""}]},
+                     headers=auth, timeout=10)
+    assert bad.status_code == 400 and ["items", 2, "text"] in [p["loc"] for p in bad.json()["detail"]]
+    garbage = httpx.post(f"{base}/classify", content=b'{"items": [{"text": "my private words"',
+                         headers={**auth, "content-type": "application/json"}, timeout=10)
+    assert garbage.status_code == 400
+    too_many = httpx.post(f"{base}/classify", json={"items": [{"text": "a"}] * 257}, headers=auth, timeout=10)
+    assert too_many.status_code == 400
+    huge = httpx.post(f"{base}/classify", json={"items": [{"text": "a" * 5_000_000}]}, headers=auth, timeout=30)
+    assert huge.status_code == 413
+    docs = httpx.get(f"{base}/docs.json", headers=auth, timeout=10)
+    assert docs.status_code == 200 and "ticket-4711" in docs.text  # the examples show in the OpenAPI page
+    info = httpx.get(f"{base}/model", headers=auth, timeout=10).json()
+    assert "Lost Luggage" in info["pain_point_labels"] and info["metrics"]
+    log.flush()
+    log.seek(0)
+    assert "private words" not in log.read()
+
+
+@pytest.mark.integration
+def test_real_server_under_concurrent_load_batches_and_matches(server) -> None:
+    base, auth, _ = server
+    texts = ["@airline lost my bag", "@airline thanks for the upgrade!", "@airline delayed again",
+             "@airline what time does boarding start?"]
+
+    def client(number: int) -> list[tuple[str, str, int, str | None]]:
+        results = []
+        with httpx.Client(base_url=base, headers=auth, timeout=60) as http:
+            for request in range(50):
+                text = texts[(number + request) % len(texts)]
+                item_id = f"{number}-{request}"
+                response = http.post("/classify", json={"items": [{"id": item_id, "text": text}]})
+                body = response.json()
+                label = body[0]["sentiment"]["label"] if response.status_code == 200 else None
+                results.append((item_id, body[0]["id"] if response.status_code == 200 else "", response.status_code,
+                                f"{text}|{label}"))
+        return results
+
+    with ThreadPoolExecutor(32) as pool:
+        results = [r for batch in pool.map(client, range(32)) for r in batch]
+    assert len(results) == 1600
+    assert all(status == 200 for _, _, status, _ in results)
+    assert all(sent == echoed for sent, echoed, _, _ in results)
+    # the same text always gets the same answer, whichever batch it landed in
+    answers: dict[str, set[str]] = {}
+    for *_, text_label in results:
+        text, label = text_label.split("|")
+        answers.setdefault(text, set()).add(label)
+    assert all(len(labels) == 1 for labels in answers.values())
+    metrics = httpx.get(f"{base}/metrics", headers=auth, timeout=10).text
+    buckets = {float(le): float(count) for le, count in re.findall(
+        r'bentoml_service_adaptive_batch_size_bucket\{le="([0-9.]+)",method_name="classify"[^}]*\} ([0-9.]+)', metrics)}
+    total = float(re.search(r'bentoml_service_adaptive_batch_size_count\{method_name="classify"[^}]*\} ([0-9.]+)',
+                            metrics).group(1))
+    assert total - buckets[1.0] > 0, "no batch held more than one request"
+
+
+@pytest.mark.integration
+def test_bentoml_build_offline_and_the_bento_serves(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1")
+    built = subprocess.run(["bentoml", "build", "--output", "tag"], cwd=root, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    tag = built.stdout.strip().splitlines()[-1].replace("__tag__:", "")
+    bento = tmp_path / "bentoml" / "bentos" / tag.split(":")[0] / tag.split(":")[1]
+    assert (bento / "src" / "model" / "default" / "model.safetensors").is_file()
+    port = _free_port()
+    process = subprocess.Popen(["bentoml", "serve", tag, "--port", str(port)], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the bento's server exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        answer = httpx.post(f"http://127.0.0.1:{port}/classify", timeout=30,
+                            json={"items": [{"text": "@united you lost my luggage"}]})
+        assert answer.status_code == 200 and answer.json()[0]["pain_points"][0]["label"] == "Lost Luggage"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)

@@ -1,0 +1,120 @@
+"""Training on the tiny model: it learns, checkpoints, resumes to the same result, validates config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import training.trainer as trainer_module
+from model import EarshotModel
+from training import ColumnMapping, Trainer, TrainingConfig, read_examples, split_validation
+
+MAPPING = ColumnMapping(text="text", sentiment="sentiment", pain_points="pain_points")
+
+
+def _fresh(tiny_base: Path, data) -> EarshotModel:
+    torch.manual_seed(0)
+    return EarshotModel.from_base(str(tiny_base), data.sentiment_labels(), data.pain_point_labels(), max_length=32)
+
+
+def _config(out: Path, **overrides) -> TrainingConfig:
+    settings = dict(output_dir=str(out), epochs=3, batch_size=16, learning_rate=2e-3, head_learning_rate=1e-2,
+                    patience=0, progress=False)
+    return TrainingConfig(**{**settings, **overrides})
+
+
+@pytest.fixture()
+def split(feedback_csv: Path):
+    data = read_examples(feedback_csv, MAPPING)
+    return data, *split_validation(data.examples, 0.25, seed=3)
+
+
+def test_training_learns_and_writes_a_loadable_model(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, validation = split
+    model = _fresh(tiny_base, data)
+    untrained, _ = Trainer(model, train, validation, _config(tmp_path / "x")).evaluate_validation()
+    result = Trainer(model, train, validation, _config(tmp_path / "run", epochs=4)).train()
+    assert result.best_score > 0.85
+    assert result.validation_metrics["sentiment"]["accuracy"] > untrained["sentiment"]["accuracy"]
+    loaded = EarshotModel.from_pretrained(tmp_path / "run", device="cpu")
+    assert loaded.config.provenance["best_epoch"] == result.best_epoch
+    assert loaded.config.thresholds != {label: 0.5 for label in loaded.pain_point_labels}  # tuned
+    assert not (tmp_path / "run" / "checkpoints").exists()  # removed after success
+    texts = [e.text for e in validation]
+    np.testing.assert_allclose(loaded.predict_proba(texts).pain_points, model.predict_proba(texts).pain_points,
+                               atol=1e-6)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_base: Path, split, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    data, train, validation = split
+    Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "straight")).train()
+
+    real_save = trainer_module.save_checkpoint
+
+    def save_then_die(folder, model, optimizer, scheduler, state):
+        path = real_save(folder, model, optimizer, scheduler, state)
+        if state.epoch == 2:
+            raise KeyboardInterrupt("simulated crash after epoch 2")
+        return path
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "crashed")).train()
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    assert (tmp_path / "crashed" / "checkpoints" / "epoch-0002").is_dir()
+
+    # a different random init proves the weights come from the checkpoint, not the constructor
+    torch.manual_seed(123)
+    resumed_model = EarshotModel.from_base(str(tiny_base), data.sentiment_labels(), data.pain_point_labels(),
+                                           max_length=32)
+    result = Trainer(resumed_model, train, validation, _config(tmp_path / "crashed")).train(resume=True)
+    assert result.epochs_run == 3
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "crashed" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resume_with_other_data_is_refused(tiny_base: Path, split, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data, train, validation = split
+    config = _config(tmp_path / "run", epochs=2, keep_checkpoints=True)
+    Trainer(_fresh(tiny_base, data), train, validation, config).train()
+    with pytest.raises(ValueError, match=r"cannot resume .*\['data_sha256', 'train_rows'\]"):
+        Trainer(_fresh(tiny_base, data), train[:-5], validation, config).train(resume=True)
+
+
+def test_early_stopping_stops(tiny_base: Path, split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, train, validation = split
+    scores = iter([0.5, 0.4, 0.3, 0.9, 0.9])
+    monkeypatch.setattr(trainer_module, "validation_score", lambda metrics: next(scores))
+    result = Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "r", epochs=5, patience=2)).train()
+    assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, validation = split
+    unlabelled = [type(e)(text=e.text, sentiment=None, pain_points=e.pain_points, row=e.row) for e in train]
+    model = _fresh(tiny_base, data)
+    before = model.pain_point_head.weight.detach().clone()
+    sentiment_before = model.sentiment_head.weight.detach().clone()
+    Trainer(model, unlabelled, validation, _config(tmp_path / "r", epochs=1)).train()
+    assert not torch.equal(model.pain_point_head.weight, before)
+    assert torch.equal(model.sentiment_head.weight, sentiment_before)  # no sentiment label, no gradient
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"learning_rate": 2.0}, r"learning_rate must be in \(0, 1\)"),
+    ({"class_weighting": "auto"}, "class_weighting must be one of"),
+    ({"patience": -1}, "patience must be 0"),
+    ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+])
+def test_config_validates_itself(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig(output_dir="x", **fields)

@@ -1,0 +1,63 @@
+"""The training configuration: typed, with defaults that train the shipped model, checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+
+
+@dataclass
+class TrainingConfig:
+    """How to fine-tune. Every field is checked in ``__post_init__``.
+
+    Example:
+        >>> TrainingConfig(output_dir="runs/airline", epochs=4).learning_rate
+        8e-05
+    """
+
+    output_dir: str
+    epochs: int = 4
+    batch_size: int = 32
+    learning_rate: float = 8e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    patience: int = 2
+    seed: int = 13
+    class_weighting: str = "sqrt"
+    max_pos_weight: float = 10.0
+    # The pain-point loss is a mean over labels, so each label's signal is 1/labels of the sentiment
+    # loss's; weighting it up lets the encoder learn pain-point features as fast as sentiment ones.
+    pain_point_loss_weight: float = 1.0
+    mixed_precision: bool = True
+    device: str | None = None
+    keep_checkpoints: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, value in positive_ints.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience must be 0 (no early stopping) or more, got {self.patience!r}")
+        for name in ("learning_rate", "head_learning_rate"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.weight_decay < 0 or self.max_grad_norm <= 0 or self.max_pos_weight < 1:
+            raise ValueError("weight_decay must be >= 0, max_grad_norm > 0 and max_pos_weight >= 1")
+        if self.pain_point_loss_weight <= 0:
+            raise ValueError(f"pain_point_loss_weight must be > 0, got {self.pain_point_loss_weight!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
+        if not self.output_dir:
+            raise ValueError("output_dir is required")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,177 @@
+"""``earshot evaluate``: metrics on labelled data, confusion-matrix pictures and the model card.
+
+Example:
+    >>> metrics = evaluate(model, read_examples("test.csv", mapping), mapping)
+    >>> write_evaluation(model, metrics, "runs/airline", model_dir="runs/airline")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from model import EarshotModel
+
+from .data import ColumnMapping, LoadedData
+from .metrics import multi_label_metrics, single_label_metrics
+
+
+def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
+             batch_size: int | None = None) -> dict[str, Any]:
+    """Metrics of each head that the data has labels for, at the model's own thresholds."""
+    probabilities = model.predict_proba([e.text for e in data.examples], batch_size=batch_size)
+    heads: dict[str, Any] = {}
+    if mapping.sentiment is not None and model.sentiment_labels:
+        index = {label: i for i, label in enumerate(model.sentiment_labels)}
+        gold = np.array([index[e.sentiment] if e.sentiment is not None else -1 for e in data.examples])
+        heads["sentiment"] = single_label_metrics(gold, probabilities.sentiment, model.sentiment_labels)
+    if mapping.pain_points is not None and model.pain_point_labels:
+        index = {label: i for i, label in enumerate(model.pain_point_labels)}
+        gold = np.zeros((len(data.examples), len(index)), dtype=bool)
+        for row, example in enumerate(data.examples):
+            gold[row, [index[label] for label in example.pain_points]] = True
+        thresholds = np.array([model.config.thresholds[label] for label in model.pain_point_labels])
+        metrics = multi_label_metrics(gold, probabilities.pain_points, thresholds, model.pain_point_labels)
+        metrics["confusion_matrix"] = _top_label_confusion(gold, probabilities.pain_points, thresholds,
+                                                           model.pain_point_labels)
+        heads["pain_points"] = metrics
+    if not heads:
+        raise ValueError("nothing to evaluate: give --sentiment-column and/or --pain-points-column "
+                         "for a head the model has")
+    return {"data_file": Path(data.source).name, "rows": len(data.examples), "rows_skipped": len(data.skipped),
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": heads}
+
+
+def _top_label_confusion(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
+                         labels: Sequence[str]) -> dict[str, Any]:
+    """Gold label (or "(none)") against the top predicted label over threshold (or "(none)").
+
+    A row with several gold labels counts once per gold label.
+    """
+    names = [*labels, "(none)"]
+    none = len(labels)
+    over = probabilities >= thresholds[None, :]
+    top = np.where(over.any(axis=1), np.where(over, probabilities, -1).argmax(axis=1), none)
+    matrix = np.zeros((len(names), len(names)), dtype=int)
+    for row in range(len(gold)):
+        for g in (np.flatnonzero(gold[row]) if gold[row].any() else [none]):
+            matrix[g, top[row]] += 1
+    return {"labels": names, "matrix": matrix.tolist()}
+
+
+def write_evaluation(model: EarshotModel, metrics: dict[str, Any], output_dir: str | Path,
+                     model_dir: str | Path, update_card: bool = True) -> list[Path]:
+    """Write ``metrics.json``, one confusion-matrix PNG per head and (optionally) the model card."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    written = [output / "metrics.json"]
+    _write_text(written[0], json.dumps(metrics, indent=2) + "\n")
+    for head, values in metrics["heads"].items():
+        path = output / f"confusion_{head}.png"
+        plot_confusion(values["confusion_matrix"]["labels"], np.array(values["confusion_matrix"]["matrix"]),
+                       f"{head.replace('_', ' ')}: gold (rows) vs predicted (columns)", path)
+        written.append(path)
+    if update_card:
+        card = Path(model_dir) / "README.md"
+        _write_text(card, model_card(model, metrics))
+        written.append(card)
+    return written
+
+
+def plot_confusion(labels: Sequence[str], matrix: np.ndarray, title: str, path: Path) -> None:
+    """A confusion matrix as a PNG, counts in the cells, rows normalised for the colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    size = max(4.0, 0.6 * len(labels) + 2)
+    figure = Figure(figsize=(size + 1, size))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                      color="white" if shares[i, j] > 0.5 else "black")
+    axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+
+
+def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
+    """The model folder's README.md: data and licence, metrics, intended use and limits."""
+    config = model.config
+    provenance = config.provenance
+    columns = provenance.get("columns", {})
+    lines = [
+        f"# earshot model: {provenance.get('data_file', 'unknown data')}",
+        "",
+        "A multi-task customer-feedback classifier: one encoder pass gives a sentiment (single label) and "
+        "pain points (multi-label, one threshold per label).",
+        "",
+        "## Model",
+        f"- Base encoder: `{config.base_model}`, mean pooling, inputs cut at {config.max_length} tokens.",
+        f"- Sentiment labels: {', '.join(config.sentiment_labels) or '(no sentiment head)'}.",
+        f"- Pain-point labels ({len(config.pain_point_labels)}): "
+        + (", ".join(f"{label} (threshold {config.thresholds[label]:.2f})" for label in config.pain_point_labels)
+           or "(no pain-point head)") + ".",
+        "",
+        "## Training data",
+        f"- File: `{provenance.get('data_file', '?')}` (sha256 `{provenance.get('data_sha256', '?')}`).",
+        f"- Licence: {provenance.get('data_licence') or 'not stated'}.",
+        f"- Columns: text `{columns.get('text')}`, sentiment `{columns.get('sentiment')}`, pain points "
+        f"`{columns.get('pain_points')}`; values meaning no pain point: {columns.get('none_labels') or 'none'}.",
+        f"- Rows: {provenance.get('train_rows', '?')} for training, {provenance.get('validation_rows', '?')} for "
+        f"validation (early stopping, threshold tuning); {provenance.get('rows_skipped', 0)} skipped.",
+        f"- Best epoch {provenance.get('best_epoch', '?')} of {provenance.get('epochs_run', '?')}, trained in "
+        f"{provenance.get('training_seconds', '?')} s on {provenance.get('trained_on', 'CPU')}.",
+        "",
+        f"## Metrics on `{metrics['data_file']}` ({metrics['rows']} rows, evaluated {metrics['evaluated_at']})",
+    ]
+    if metrics["data_file"] in (provenance.get("validation_file"), provenance.get("data_file")):
+        lines += ["", "*These rows were seen in training (as training data, or as the validation data that chose the "
+                      "epoch and tuned the thresholds): expect somewhat lower figures on new data.*"]
+    for head, values in metrics["heads"].items():
+        lines += ["", f"### {head.replace('_', ' ').capitalize()}", "",
+                  f"accuracy {values['accuracy']:.4f} · macro-F1 {values['macro_f1']:.4f} · micro-F1 "
+                  f"{values['micro_f1']:.4f} · calibration error {values['calibration_error']:.4f}"
+                  + (f" · top-1 accuracy {values['top1_accuracy']:.4f} on {values['top1_examples']} rows with a "
+                     "label" if "top1_accuracy" in values else ""),
+                  "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {label} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+                  for label, v in values["per_label"].items()]
+        lines += ["", f"![{head} confusion matrix](confusion_{head}.png)"]
+    lines += [
+        "",
+        "## Intended use",
+        "Routing and counting customer feedback written like the training data (language, channel, domain): "
+        "which texts are negative and what process hurt the customer. Aggregate counts are more reliable "
+        "than any single prediction.",
+        "",
+        "## Limits",
+        "- English only; trained on one domain: texts from other industries get this taxonomy's labels anyway.",
+        "- Sarcasm, mixed feelings and texts longer than the token limit are often misread (long texts are cut; "
+        "the API flags them as truncated).",
+        "- Scores are model confidences, not calibrated probabilities: see the calibration error above.",
+        "- Not for decisions about individual people.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, encoding="utf-8", delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)

@@ -1,0 +1,122 @@
+"""Classification metrics for both heads, computed with numpy alone.
+
+Example:
+    >>> single_label_metrics(np.array([0, 1, 1]), np.array([[.9, .1], [.2, .8], [.6, .4]]), ["a", "b"])["accuracy"]
+    0.6666666666666666
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
+
+
+def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by size."""
+    if len(confidence) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(error)
+
+
+def single_label_metrics(gold: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro/micro F1, per-label P/R/F1/support, confusion matrix and ECE.
+
+    ``gold`` holds class indices; rows with gold ``-1`` (unknown) are left out.
+    """
+    known = gold >= 0
+    gold, probabilities = gold[known], probabilities[known]
+    predicted = probabilities.argmax(axis=1) if len(gold) else np.zeros(0, dtype=int)
+    k = len(labels)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (gold, predicted), 1)
+    tp = np.diag(confusion).astype(float)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    precision, recall, f1 = _prf(tp, fp, fn)
+    support = confusion.sum(axis=1)
+    confidence = probabilities.max(axis=1) if len(gold) else np.zeros(0)
+    return {
+        "examples": int(len(gold)),
+        "accuracy": float((predicted == gold).mean()) if len(gold) else 0.0,
+        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
+        "micro_f1": float(tp.sum() / len(gold)) if len(gold) else 0.0,
+        "calibration_error": expected_calibration_error(confidence, (predicted == gold).astype(float)),
+        "per_label": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                              "support": int(support[i])} for i, label in enumerate(labels)},
+        "confusion_matrix": {"labels": list(labels), "matrix": confusion.tolist()},
+    }
+
+
+def multi_label_metrics(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
+                        labels: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro F1, subset accuracy, top-1 accuracy, per-label P/R/F1/support and ECE.
+
+    ``gold`` is a 0/1 matrix (rows x labels). ``top1_accuracy`` is measured on rows with at least
+    one gold label: is the highest-scoring label one of them?
+    """
+    gold = gold.astype(bool)
+    predicted = probabilities >= thresholds[None, :]
+    tp = (predicted & gold).sum(axis=0).astype(float)
+    fp = (predicted & ~gold).sum(axis=0).astype(float)
+    fn = (~predicted & gold).sum(axis=0).astype(float)
+    precision, recall, f1 = _prf(tp, fp, fn)
+    _, _, micro = _prf(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))
+    support = gold.sum(axis=0)
+    labelled = gold.any(axis=1)
+    if labelled.any():
+        best = probabilities[labelled].argmax(axis=1)
+        top1 = float(gold[labelled][np.arange(labelled.sum()), best].mean())
+    else:
+        top1 = 0.0
+    return {
+        "examples": int(len(gold)),
+        "accuracy": float((predicted == gold).all(axis=1).mean()) if len(gold) else 0.0,
+        "top1_accuracy": top1,
+        "top1_examples": int(labelled.sum()),
+        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
+        "micro_f1": float(micro[0]),
+        "calibration_error": expected_calibration_error(probabilities.ravel(), gold.ravel().astype(float)),
+        "per_label": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                              "support": int(support[i]), "threshold": float(thresholds[i])}
+                      for i, label in enumerate(labels)},
+    }
+
+
+def tune_thresholds(gold: np.ndarray, probabilities: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per label, the threshold on a 0.01 grid that maximises that label's F1.
+
+    Ties go to the threshold nearest ``default``; a label with no positive example keeps ``default``.
+    """
+    gold = gold.astype(bool)
+    thresholds = np.full(gold.shape[1], default, dtype=np.float32)
+    preference = -np.abs(THRESHOLD_GRID - default)
+    for j in range(gold.shape[1]):
+        positives = gold[:, j]
+        if not positives.any():
+            continue
+        predicted = probabilities[:, j][:, None] >= THRESHOLD_GRID[None, :]
+        tp = (predicted & positives[:, None]).sum(axis=0)
+        fp = (predicted & ~positives[:, None]).sum(axis=0)
+        fn = positives.sum() - tp
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+        best = np.lexsort((preference, f1))[-1]  # highest F1, then closest to default
+        thresholds[j] = THRESHOLD_GRID[best]
+    return thresholds
