@@ -99,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="Voice-of-the-Customer HTML report from a scored file")
     report.add_argument("scored", type=Path, help="a file written by `earshot score`")
     report.add_argument("-o", "--output", required=True, type=Path, help="the HTML file to write")
-    report.add_argument("--date-column", default=None, help="column with dates: adds a weekly trend")
+    report.add_argument("--date-column", default=None, help="column with dates: adds a trend (daily, weekly or monthly by span)")
     report.add_argument("--by", default=None, help="column to break down by (channel, airline, region, ...)")
     report.add_argument("--text-column", default="text")
     report.add_argument("--model", type=Path, default=None, help="model that scored the file, for provenance")

@@ -83,10 +83,26 @@ class Tally:
 
 
 def _periods(values: pd.Series) -> pd.Series:
-    """Each date as its ISO week start (YYYY-MM-DD); unparseable dates become NaN."""
+    """Each date as its day (YYYY-MM-DD, UTC); unparseable dates become NaN."""
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    weeks = parsed.dt.tz_convert(None).dt.to_period("W-SUN").dt.start_time
-    return weeks.dt.strftime("%Y-%m-%d").where(parsed.notna())
+    return parsed.dt.strftime("%Y-%m-%d").where(parsed.notna())
+
+
+def _granularity(days: list[str]) -> tuple[str, str]:
+    """(pandas period, words) for the trend: daily up to two months, weekly up to two years, else monthly."""
+    span = (pd.Timestamp(max(days)) - pd.Timestamp(min(days))).days
+    if span <= 62:
+        return "D", "daily"
+    if span <= 730:
+        return "W-SUN", "weekly"
+    return "M", "monthly"
+
+
+def _rollup(by_day: dict[str, Counter], period: str) -> dict[pd.Timestamp, Counter]:
+    rolled: dict[pd.Timestamp, Counter] = defaultdict(Counter)
+    for day, counts in by_day.items():
+        rolled[pd.Timestamp(day).to_period(period).start_time].update(counts)
+    return dict(sorted(rolled.items()))
 
 
 def _png(figure: Any) -> str:
@@ -143,14 +159,14 @@ def _pain_chart(tally: Tally, sentiments: list[str]) -> str:
     return _png(figure)
 
 
-def _trend_chart(tally: Tally, top: list[str]) -> str:
-    periods = sorted(tally.by_period)
+def _trend_chart(tally: Tally, top: list[str], period: str, words: str) -> str:
+    rolled = _rollup(tally.by_period, period)
     figure = _figure(8, 3.4)
     axes = figure.add_subplot()
-    x = pd.to_datetime(periods)
+    x = list(rolled)
     for i, label in enumerate(top):
-        axes.plot(x, [tally.by_period[p][label] for p in periods], marker="o", label=label, color=_colour(label, i))
-    axes.set_ylabel("texts per week")
+        axes.plot(x, [rolled[p][label] for p in x], marker="o", label=label, color=_colour(label, i))
+    axes.set_ylabel(f"texts ({words})")
     axes.legend(fontsize=8, ncol=2)
     figure.autofmt_xdate()
     figure.tight_layout()
@@ -203,10 +219,11 @@ def _render(tally: Tally, scored: Path, model: EarshotModel | None, date_column:
         + _table(["pain point", "texts", "share of texts", *sentiments], pain_rows) + "</section>")
     if date_column:
         top = [label for label, _ in ranked[:6]]
-        trend = (f"<img alt='trend' src='{_trend_chart(tally, top)}'>" if tally.by_period and top
+        period, words = _granularity(list(tally.by_period)) if tally.by_period else ("D", "daily")
+        trend = (f"<img alt='trend' src='{_trend_chart(tally, top, period, words)}'>" if tally.by_period and top
                  else "<p>No parseable dates.</p>")
         note = f"<p class='note'>{tally.bad_dates} rows had no parseable date.</p>" if tally.bad_dates else ""
-        sections.append(f"<section id='trend'><h2>Trend over time (weekly, by {html.escape(date_column)})</h2>"
+        sections.append(f"<section id='trend'><h2>Trend over time ({words}, by {html.escape(date_column)})</h2>"
                         f"{trend}{note}</section>")
     if by:
         segments = sorted(tally.segment_sentiment, key=lambda s: -sum(tally.segment_sentiment[s].values()))

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
-_EXPORT_VERSION = 1
+_EXPORT_VERSION = 2
 
 
 class ExportError(RuntimeError):
@@ -64,7 +64,6 @@ def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
     Example:
         >>> export_onnx(EarshotModel.from_pretrained("runs/airline"), Path("runs/airline"))
     """
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = folder / "onnx"
@@ -83,9 +82,9 @@ def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
         optimised = Path(tmp) / "optimised.onnx"
         _optimise(raw, optimised, model)
         quantised = Path(tmp) / "int8.onnx"
-        # Fused nodes (com.microsoft domain) carry no inferred types: tell the quantiser they are float.
-        quantize_dynamic(str(optimised), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        # int8 from the unfused graph: every MatMul, attention's included, becomes an integer one
+        # (measured 363 vs 315 texts/s for quantising the fused graph, whose attention stays float).
+        quantize_dynamic(str(raw), str(quantised), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(optimised, fp32)
         os.replace(quantised, int8)
     manifest = {"version": _EXPORT_VERSION, "weights": weights_fingerprint(folder), "torch": torch.__version__}
