@@ -129,3 +129,40 @@ def test_header_only_input_gives_header_only_output(tiny_model: EarshotModel, tm
     out = tmp_path / "out.parquet"
     assert score_file(tiny_model, path, out, progress=False).rows == 0
     assert pq.read_schema(out).names == ["id", "text", *PREDICTION_COLUMNS]
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    source = _input(tmp_path, ".csv", rows=6000)
+    straight, resumed = tmp_path / "straight.parquet", tmp_path / "resumed.parquet"
+    common = ["--model", str(folder), "--chunk-size", "200", "--batch-size", "16", "--no-progress"]
+    cli = [sys.executable, "-m", "earshot.cli", "score", str(source)]
+    subprocess.run([*cli, "-o", str(straight), *common], check=True, capture_output=True, timeout=600)
+
+    process = subprocess.Popen([*cli, "-o", str(resumed), *common], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    log = tmp_path / ".resumed.parquet.earshot-parts" / "parts.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert process.poll() is None, "scoring finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not resumed.exists()  # a killed run leaves no file that looks complete
+    done_before = len(log.read_text().splitlines())
+    assert done_before < 30  # killed mid-run, not at the end
+
+    finished = subprocess.run([*cli, "-o", str(resumed), *common, "--resume"], capture_output=True, text=True,
+                              timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "already scored" in finished.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(resumed), pd.read_parquet(straight))
+    assert len(pd.read_parquet(resumed)) == 6000
