@@ -55,7 +55,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            ["bentoml", "serve", target, "--working-dir", str(ROOT), "--port", str(self.port)],
+            [sys.executable, "-m", "bentoml", "serve", target, "--working-dir", str(ROOT), "--port", str(self.port)],
             env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def __enter__(self) -> "Server":

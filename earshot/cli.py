@@ -272,10 +272,11 @@ def _serve(args: argparse.Namespace) -> None:
         if value is not None:
             env[name] = str(value)
     root = Path(service.__file__).resolve().parent.parent
-    command = ["bentoml", "serve", "service.service:Earshot", "--working-dir", str(root),
+    # This interpreter's bentoml, whether or not its virtual environment is on PATH.
+    command = [sys.executable, "-m", "bentoml", "serve", "service.service:Earshot", "--working-dir", str(root),
                "--host", args.host, "--port", str(args.port)]
     logger.info("serving on http://%s:%d (OpenAPI page at /)", args.host, args.port)
-    os.execvpe(command[0], command, env)  # bentoml takes over this process: signals reach it directly
+    os.execve(command[0], command, env)  # bentoml takes over this process: signals reach it directly
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -164,6 +164,15 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, **extra}
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """End a server started in its own session, and everything it started."""
+    try:
+        os.killpg(process.pid, 15)
+    except ProcessLookupError:
+        pass  # it had already exited; its exit was reported where it happened
+    process.wait(timeout=30)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -195,8 +204,7 @@ def server():
             pytest.fail("earshot serve did not become ready in 180 s")
         yield base, {"Authorization": f"Bearer {key}"}, log
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        _stop(process)
         log.close()
 
 
@@ -280,14 +288,14 @@ def test_real_server_under_concurrent_load_batches_and_matches(server) -> None:
 def test_bentoml_build_offline_and_the_bento_serves(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1")
-    built = subprocess.run(["bentoml", "build", "--output", "tag"], cwd=root, env=env, capture_output=True,
+    built = subprocess.run([sys.executable, "-m", "bentoml", "build", "--output", "tag"], cwd=root, env=env, capture_output=True,
                            text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     tag = built.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     bento = tmp_path / "bentoml" / "bentos" / tag.split(":")[0] / tag.split(":")[1]
     assert (bento / "src" / "model" / "default" / "model.safetensors").is_file()
     port = _free_port()
-    process = subprocess.Popen(["bentoml", "serve", tag, "--port", str(port)], env=env, cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)], env=env, cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -302,5 +310,4 @@ def test_bentoml_build_offline_and_the_bento_serves(tmp_path: Path) -> None:
                             json={"items": [{"text": "@united you lost my luggage"}]})
         assert answer.status_code == 200 and answer.json()[0]["pain_points"][0]["label"] == "Lost Luggage"
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        _stop(process)
