@@ -231,6 +231,8 @@ def _split(args: argparse.Namespace) -> None:
     keys = frame[args.stratify_column].astype(str).agg("|".join, axis=1) if args.stratify_column else [""] * len(frame)
     test_rows = stratified_holdout(list(keys), args.test_fraction, args.seed)
     is_test = frame.index.isin(sorted(test_rows))
+    for output in (args.train_output, args.test_output):
+        output.parent.mkdir(parents=True, exist_ok=True)
     write_part(frame[~is_test], args.train_output, table_format(args.train_output))
     write_part(frame[is_test], args.test_output, table_format(args.test_output))
     logger.info("%d rows to %s, %d rows to %s", (~is_test).sum(), args.train_output, is_test.sum(), args.test_output)

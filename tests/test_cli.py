@@ -92,3 +92,14 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(feedback_csv: Path, tiny
     resumed = EarshotModel.from_pretrained(killed).predict_proba(texts)
     np.testing.assert_allclose(resumed.sentiment, expected.sentiment, atol=1e-5)
     np.testing.assert_allclose(resumed.pain_points, expected.pain_points, atol=1e-5)
+
+
+def test_split_keeps_every_row_and_column_and_stratifies(feedback_csv: Path, tmp_path: Path) -> None:
+    train, test = tmp_path / "new" / "train.parquet", tmp_path / "new" / "test.csv"
+    assert main(["split", str(feedback_csv), "--train-output", str(train), "--test-output", str(test),
+                 "--test-fraction", "0.25", "--stratify-column", "sentiment", "--seed", "3"]) == 0
+    original = pd.read_csv(feedback_csv, keep_default_na=False)
+    parts = [pd.read_parquet(train), pd.read_csv(test, keep_default_na=False)]
+    assert sum(len(p) for p in parts) == len(original) and all(list(p.columns) == list(original.columns) for p in parts)
+    assert sorted(pd.concat(parts)["text"]) == sorted(original["text"])
+    assert (parts[1]["sentiment"] == "positive").sum() == round(30 * 0.25)
