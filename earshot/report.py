@@ -42,7 +42,7 @@ class Tally:
     sentiment: Counter = field(default_factory=Counter)
     pain: Counter = field(default_factory=Counter)
     pain_sentiment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    by_period: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    by_day: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     by_segment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     segment_sentiment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     bad_dates: int = 0
@@ -56,17 +56,17 @@ class Tally:
         frame = frame[ok]
         self.sentiment.update(frame["sentiment"].fillna("(none)"))
         labels = frame["pain_points"].fillna("").astype(str).str.split(";")
-        periods = _periods(frame[date_column]) if date_column else None
-        if periods is not None:
-            self.bad_dates += int(periods.isna().sum())
+        days = _days(frame[date_column]) if date_column else None
+        if days is not None:
+            self.bad_dates += int(days.isna().sum())
         for position, (index, row) in enumerate(frame.iterrows()):
             found = [label for label in labels.iloc[position] if label] or [NO_PAIN]
             sentiment = row["sentiment"] if isinstance(row["sentiment"], str) else "(none)"
             for label in found:
                 self.pain[label] += 1
                 self.pain_sentiment[label][sentiment] += 1
-                if periods is not None and isinstance(periods.iloc[position], str):
-                    self.by_period[periods.iloc[position]][label] += 1
+                if days is not None and isinstance(days.iloc[position], str):
+                    self.by_day[days.iloc[position]][label] += 1
                 if by:
                     self.by_segment[str(row[by])][label] += 1
             if by:
@@ -82,7 +82,7 @@ class Tally:
                         heapq.heappushpop(heap, item)
 
 
-def _periods(values: pd.Series) -> pd.Series:
+def _days(values: pd.Series) -> pd.Series:
     """Each date as its day (YYYY-MM-DD, UTC); unparseable dates become NaN."""
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     return parsed.dt.strftime("%Y-%m-%d").where(parsed.notna())
@@ -160,7 +160,7 @@ def _pain_chart(tally: Tally, sentiments: list[str]) -> str:
 
 
 def _trend_chart(tally: Tally, top: list[str], period: str, words: str) -> str:
-    rolled = _rollup(tally.by_period, period)
+    rolled = _rollup(tally.by_day, period)
     figure = _figure(8, 3.4)
     axes = figure.add_subplot()
     x = list(rolled)
@@ -219,8 +219,8 @@ def _render(tally: Tally, scored: Path, model: EarshotModel | None, date_column:
         + _table(["pain point", "texts", "share of texts", *sentiments], pain_rows) + "</section>")
     if date_column:
         top = [label for label, _ in ranked[:6]]
-        period, words = _granularity(list(tally.by_period)) if tally.by_period else ("D", "daily")
-        trend = (f"<img alt='trend' src='{_trend_chart(tally, top, period, words)}'>" if tally.by_period and top
+        period, words = _granularity(list(tally.by_day)) if tally.by_day else ("D", "daily")
+        trend = (f"<img alt='trend' src='{_trend_chart(tally, top, period, words)}'>" if tally.by_day and top
                  else "<p>No parseable dates.</p>")
         note = f"<p class='note'>{tally.bad_dates} rows had no parseable date.</p>" if tally.bad_dates else ""
         sections.append(f"<section id='trend'><h2>Trend over time ({words}, by {html.escape(date_column)})</h2>"
