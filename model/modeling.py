@@ -351,11 +351,12 @@ class _atomic_path:
     def __enter__(self) -> str:
         fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         os.close(fd)
-        os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; a model folder is meant to be read by others
         return self.tmp
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is None:
+            # mkstemp and safetensors both create 0600 files; a model folder is meant to be read by others.
+            os.chmod(self.tmp, 0o644)
             os.replace(self.tmp, self.target)
         elif os.path.exists(self.tmp):
             os.unlink(self.tmp)

@@ -87,6 +87,8 @@ def test_save_and_load_round_trip(tiny_model: EarshotModel, tmp_path: Path) -> N
     assert config["earshot"]["thresholds"]["rude_staff"] == 0.42
     assert config["model_type"] == "bert"  # still readable by transformers.AutoConfig
     assert {"model.safetensors", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
+    for name in ("model.safetensors", "config.json"):  # a served or shared model folder is read by others
+        assert (tmp_path / name).stat().st_mode & 0o044 == 0o044, name
     loaded = EarshotModel.from_pretrained(tmp_path, device="cpu")
     before, after = tiny_model.predict_proba(TEXTS), loaded.predict_proba(TEXTS)
     np.testing.assert_array_equal(before.sentiment, after.sentiment)
