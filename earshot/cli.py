@@ -46,6 +46,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping")
     train.add_argument("--pain-point-loss-weight", type=float, default=1.0,
                        help="weight of the pain-point loss against the sentiment loss")
+    train.add_argument("--pain-point-ranking-weight", type=float, default=0.0,
+                       help="weight of a softmax loss over the pain-point labels of texts that have one "
+                            "(helps the best-scoring label be the right one); 0: off")
     train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
@@ -148,6 +151,7 @@ def _train(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
         warmup_ratio=args.warmup_ratio, patience=args.patience, class_weighting=args.class_weighting,
         pain_point_loss_weight=args.pain_point_loss_weight,
+        pain_point_ranking_weight=args.pain_point_ranking_weight,
         seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress)
     mapping = _mapping(args)
     data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)

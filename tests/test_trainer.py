@@ -114,7 +114,28 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"class_weighting": "auto"}, "class_weighting must be one of"),
     ({"patience": -1}, "patience must be 0"),
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+    ({"pain_point_ranking_weight": -1.0}, "pain_point_ranking_weight must be >= 0"),
 ])
 def test_config_validates_itself(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainingConfig(output_dir="x", **fields)
+
+
+def test_ranking_loss_is_cross_entropy_on_single_label_rows_and_ignores_rows_without_labels() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.1, 3.0], [1.0, 1.0, 1.0]])
+    gold = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    expected_first = torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0]))
+    expected_third = -torch.log(torch.tensor(2.0 / 3.0))  # two gold labels share the softmax mass
+    assert torch.allclose(trainer_module.ranking_loss(logits, gold), (expected_first + expected_third) / 2)
+    assert trainer_module.ranking_loss(logits, torch.zeros_like(gold)).item() == 0.0
+
+
+def test_ranking_loss_moves_the_pain_point_head(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, validation = split
+    heads = []
+    for weight in (0.0, 1.0):
+        model = _fresh(tiny_base, data)
+        Trainer(model, train, validation, _config(tmp_path / f"w{weight}", epochs=1,
+                                                  pain_point_ranking_weight=weight)).train()
+        heads.append(model.pain_point_head.weight.detach().clone())
+    assert not torch.allclose(heads[0], heads[1])

@@ -1,4 +1,4 @@
-"""The training configuration: typed, with defaults that train the shipped model, checked on creation."""
+"""The training configuration: typed, with defaults for a first run on new data, checked on creation."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ class TrainingConfig:
     # The pain-point loss is a mean over labels, so each label's signal is 1/labels of the sentiment
     # loss's; weighting it up lets the encoder learn pain-point features as fast as sentiment ones.
     pain_point_loss_weight: float = 1.0
+    # Sigmoid losses train each label against "absent", never against each other; on texts that do
+    # have a pain point, a softmax over the labels (the gold ones sharing the mass) teaches the
+    # encoder which label fits best: what ranking the scores needs. 0 turns it off.
+    pain_point_ranking_weight: float = 0.0
     mixed_precision: bool = True
     device: str | None = None
     keep_checkpoints: bool = False
@@ -54,6 +58,8 @@ class TrainingConfig:
             raise ValueError("weight_decay must be >= 0, max_grad_norm > 0 and max_pos_weight >= 1")
         if self.pain_point_loss_weight <= 0:
             raise ValueError(f"pain_point_loss_weight must be > 0, got {self.pain_point_loss_weight!r}")
+        if self.pain_point_ranking_weight < 0:
+            raise ValueError(f"pain_point_ranking_weight must be >= 0, got {self.pain_point_ranking_weight!r}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not self.output_dir:

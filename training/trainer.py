@@ -253,8 +253,10 @@ class Trainer:
             if (gold >= 0).any():  # a batch of rows without sentiment trains only the pain-point head
                 loss = loss + sentiment_loss(sent_logits, gold)
         if pain_logits.shape[1]:
-            loss = loss + self.config.pain_point_loss_weight * pain_loss(
-                pain_logits, targets.pain_points[batch].to(self.device))
+            gold_pain = targets.pain_points[batch].to(self.device)
+            loss = loss + self.config.pain_point_loss_weight * pain_loss(pain_logits, gold_pain)
+            if self.config.pain_point_ranking_weight > 0:
+                loss = loss + self.config.pain_point_ranking_weight * ranking_loss(pain_logits, gold_pain)
         return loss
 
     def _batches(self, ids: Sequence[Sequence[int]], epoch: int) -> list[list[int]]:
@@ -273,6 +275,24 @@ class Trainer:
             batches.extend(chunk[i: i + size] for i in range(0, len(chunk), size))
         rng.shuffle(batches)
         return batches
+
+
+def ranking_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """Mean of -log(softmax mass on the gold labels) over rows with at least one gold label.
+
+    For a row with one label this is the usual cross-entropy; rows without labels add nothing
+    (the sigmoid loss teaches "none"), and a batch without any gives 0.
+
+    Example:
+        >>> ranking_loss(torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]]))  # -log(e^2 / (e^2 + 1))
+        tensor(0.1269)
+    """
+    labelled = gold.sum(dim=1) > 0
+    if not labelled.any():
+        return logits.new_zeros(())
+    log_probs = torch.log_softmax(logits[labelled].float(), dim=-1)
+    gold_mass = torch.logsumexp(log_probs.masked_fill(gold[labelled] <= 0, float("-inf")), dim=-1)
+    return -gold_mass.mean()
 
 
 def validation_score(metrics: dict[str, Any]) -> float:
