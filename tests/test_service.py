@@ -64,6 +64,8 @@ def test_service_class_classifies_in_order_and_echoes_ids(service_module) -> Non
     assert answers[1].sentiment["label"] == direct.sentiment
     assert answers[1].sentiment["scores"] == pytest.approx(direct.sentiment_scores, abs=1e-5)
     assert service.info().pain_point_labels == ["billing", "late", "lost_item", "rude_staff"]
+    # Declared, so that BentoML does not rebuild the answer's JSON schema per response to find it.
+    assert service_module.Earshot.apis["classify"].output_spec.media_type == "application/json"
 
 
 # ---------------------------------------------------------------------- layer 2: in-process HTTP
@@ -75,7 +77,7 @@ def client(service_module):
 
 def test_http_classify_and_model_info(client: TestClient) -> None:
     response = client.post("/classify", json={"items": [{"id": "a", "text": "my bag is lost"}, {"text": "ok"}]})
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     body = response.json()
     assert [item["id"] for item in body] == ["a", None]
     assert set(body[0]) == {"id", "sentiment", "pain_points", "pain_point_scores", "truncated"}
