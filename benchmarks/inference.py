@@ -5,6 +5,10 @@ fp32 torch `predict`, and each ONNX backend; the ratios against fp32 torch (targ
 backend: >= 2.5x) and against the naive pipeline (>= 8x). With `--quality-data`, also the sentiment
 accuracy and pain-point micro-F1 of each backend (target: within 0.5 points of fp32).
 
+It also measures the machine's ceilings (benchmarks/hardware.py: one model-shaped matrix product in
+fp32 and in int8) and each backend's useful work per second, so that a ratio can be read against
+what the hardware allows: no int8 backend can pass int8-ceiling / work-per-text texts/s.
+
     python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv
 """
 
@@ -65,6 +69,23 @@ def quality(model: EarshotModel, path: Path) -> dict[str, float]:
     return {"sentiment_accuracy": heads["sentiment"]["accuracy"], "pain_point_micro_f1": heads["pain_points"]["micro_f1"]}
 
 
+def report_ceilings(model: EarshotModel, texts: list[str], speeds: dict[str, float]) -> None:
+    """Each backend's useful GFLOP/s against the machine's, and the fastest any int8 backend could be."""
+    from benchmarks.hardware import encoder_flops, measure_ceilings
+
+    ceilings = measure_ceilings()
+    per_text = encoder_flops(model.encoder.config, [len(ids) for ids in model.encode(texts).input_ids]) / len(texts)
+    print(f"machine: fp32 GEMM {ceilings.fp32_gflops:.0f} GFLOP/s, int8 GEMM {ceilings.int8_gops:.0f} GOP/s "
+          f"(x{ceilings.int8_over_fp32:.2f}); encoder work {per_text / 1e6:.0f} MFLOP per text")
+    for name in ("torch", "onnx", "onnx-int8"):
+        ceiling = ceilings.int8_gops if name == "onnx-int8" else ceilings.fp32_gflops
+        achieved = speeds[name] * per_text / 1e9
+        print(f"{name:>15}: {achieved:6.0f} G(FL)OP/s useful = {achieved / ceiling:.0%} of its ceiling")
+    bound = ceilings.int8_gops * 1e9 / per_text
+    print(f"fastest possible int8 at 100% of the int8 ceiling: {bound:.0f} texts/s = "
+          f"x{bound / speeds['torch']:.2f} fp32 torch, x{bound / speeds['naive pipeline']:.1f} naive")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -86,6 +107,7 @@ def main() -> None:
     for name, speed in speeds.items():
         print(f"{name:>15}: {speed:8.1f} texts/s   x{speed / speeds['torch']:.2f} fp32 torch   "
               f"x{speed / speeds['naive pipeline']:.1f} naive")
+    report_ceilings(models["torch"], texts, speeds)
     reference = models["torch"].predict_proba(texts[:500])
     for backend in ("onnx", "onnx-int8"):
         other = models[backend].predict_proba(texts[:500])

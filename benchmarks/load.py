@@ -6,7 +6,7 @@
 
 Prints the ratios 1/2 (target >= 0.75) and 1/3 (target >= 3), and p99 of 1 (target <= 1 s).
 
-    python benchmarks/load.py [--requests-per-client 40] [--model DIR]
+    python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend torch --backend onnx-int8]
 """
 
 from __future__ import annotations
@@ -78,31 +78,46 @@ class Server:
 
 
 async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int) -> dict[str, float]:
-    """`clients` clients, each sending `per_client` one-text requests back to back."""
+    """`clients` clients, each sending `per_client` one-text requests back to back.
+
+    aiohttp rather than httpx: the load generator shares this machine's cores with the server, and
+    httpx's async client spends about twice the CPU per request (measured with py-spy).
+    """
+    import aiohttp
+
     latencies: list[float] = []
     failures = 0
+    mismatched = 0
 
-    async def client(number: int, http: httpx.AsyncClient) -> None:
-        nonlocal failures
+    async def client(number: int, http: aiohttp.ClientSession) -> None:
+        nonlocal failures, mismatched
         for request in range(per_client):
             text = texts[(number * per_client + request) % len(texts)]
+            item_id = f"{number}-{request}"
+            body = json.dumps({"items": [{"id": item_id, "text": text}]})
             started = time.perf_counter()
-            response = await http.post("/classify", json={"items": [{"id": str(request), "text": text}]})
+            async with http.post("/classify", data=body, headers={"content-type": "application/json"}) as response:
+                answer = await response.read()
             latencies.append(time.perf_counter() - started)
-            failures += response.status_code != 200
+            if response.status != 200:
+                failures += 1
+            elif json.loads(answer)[0]["id"] != item_id:
+                mismatched += 1
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as http:
+        cpu_started, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
-        elapsed = time.perf_counter() - started
+        elapsed, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
     return {"texts_per_s": len(latencies) / elapsed, "p50_ms": pct(0.50) * 1000, "p95_ms": pct(0.95) * 1000,
-            "p99_ms": pct(0.99) * 1000, "failures": failures, "requests": len(latencies)}
+            "p99_ms": pct(0.99) * 1000, "failures": failures, "mismatched_ids": mismatched,
+            "requests": len(latencies), "client_cpu_share": client_cpu / elapsed / (os.cpu_count() or 1)}
 
 
 def batched_load(url: str, texts: list[str], batch: int, total: int) -> dict[str, float]:
@@ -127,48 +142,61 @@ def naive_model_dir(model_dir: Path | None) -> Path:
     return plain_classifier_folder(EarshotModel.from_pretrained(model_dir, device="cpu"))
 
 
+def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_client: int) -> dict[str, object]:
+    """Concurrent and batched load on one `earshot` server, and its adaptive-batching counters."""
+    with Server("service.service:Earshot", env) as server:
+        asyncio.run(concurrent_load(server.url, texts, clients, 5))  # warm-up
+        concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
+        batched = batched_load(server.url, texts, clients, clients * per_client)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
+                   and "classify" in line and ("_sum" in line or "_count" in line)]
+    batching = "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1] for line in batch_lines)
+    return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests-per-client", type=int, default=40)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"],
+                        help="EARSHOT_BACKEND of the server under test (repeatable; default: torch)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     texts = load_texts(4000)
-    total = args.clients * args.requests_per_client
-    env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
-    results: dict[str, dict[str, float]] = {}
-    with Server("service.service:Earshot", env) as server:
-        asyncio.run(concurrent_load(server.url, texts, args.clients, 5))  # warm-up
-        results["earshot_concurrent"] = asyncio.run(concurrent_load(server.url, texts, args.clients,
-                                                                    args.requests_per_client))
-        results["earshot_batched"] = batched_load(server.url, texts, args.clients, total)
-        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    base_env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
+    results: dict[str, dict] = {}
+    for backend in args.backend or ["torch"]:
+        results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
+                                           args.requests_per_client)
     if not args.skip_naive:
         folder = naive_model_dir(args.model)
         with Server("benchmarks.naive_service:Naive", {"NAIVE_MODEL_DIR": str(folder)}) as server:
             asyncio.run(concurrent_load(server.url, texts, args.clients, 2))
-            results["naive_concurrent"] = asyncio.run(concurrent_load(server.url, texts, args.clients,
-                                                                      max(5, args.requests_per_client // 4)))
-    concurrent = results["earshot_concurrent"]
+            results["naive"] = {"concurrent": asyncio.run(concurrent_load(
+                server.url, texts, args.clients, max(5, args.requests_per_client // 4)))}
     print(f"texts: {len(texts)} real airline tweets" if AIRLINE.is_file() else "texts: fixed examples")
-    print(f"earshot, {args.clients} clients x 1 text/request: {concurrent['texts_per_s']:.1f} texts/s, "
-          f"p50 {concurrent['p50_ms']:.0f} ms, p95 {concurrent['p95_ms']:.0f} ms, p99 {concurrent['p99_ms']:.0f} ms, "
-          f"{concurrent['failures']} failures of {concurrent['requests']}")
-    print(f"earshot, 1 client x {args.clients} texts/request: {results['earshot_batched']['texts_per_s']:.1f} texts/s")
-    ratio = concurrent["texts_per_s"] / results["earshot_batched"]["texts_per_s"]
-    print(f"ratio concurrent / batched: {ratio:.2f} (target >= 0.75); p99 {concurrent['p99_ms'] / 1000:.2f} s "
-          "(target <= 1 s)")
-    if "naive_concurrent" in results:
-        naive = results["naive_concurrent"]
+    for backend in args.backend or ["torch"]:
+        concurrent, batched = results[backend]["concurrent"], results[backend]["batched"]
+        print(f"earshot [{backend}], {args.clients} clients x 1 text/request: {concurrent['texts_per_s']:.1f} texts/s, "
+              f"p50 {concurrent['p50_ms']:.0f} ms, p95 {concurrent['p95_ms']:.0f} ms, "
+              f"p99 {concurrent['p99_ms']:.0f} ms, {concurrent['failures']} failures and "
+              f"{concurrent['mismatched_ids']} wrong ids of {concurrent['requests']}; the load client used "
+              f"{concurrent['client_cpu_share']:.0%} of the machine's CPU")
+        print(f"earshot [{backend}], 1 client x {args.clients} texts/request: {batched['texts_per_s']:.1f} texts/s")
+        print(f"earshot [{backend}]: ratio concurrent / batched {concurrent['texts_per_s'] / batched['texts_per_s']:.2f} "
+              f"(target >= 0.75); p99 {concurrent['p99_ms'] / 1000:.2f} s (target <= 1 s); "
+              f"adaptive batching {results[backend]['adaptive_batching']}")
+        if "naive" in results:
+            naive = results["naive"]["concurrent"]
+            print(f"earshot [{backend}]: ratio to naive {concurrent['texts_per_s'] / naive['texts_per_s']:.2f} "
+                  "(target >= 3)")
+    if "naive" in results:
+        naive = results["naive"]["concurrent"]
         print(f"naive pipeline, {args.clients} clients x 1 text/request: {naive['texts_per_s']:.1f} texts/s, "
-              f"p99 {naive['p99_ms']:.0f} ms")
-        print(f"ratio earshot / naive: {concurrent['texts_per_s'] / naive['texts_per_s']:.2f} (target >= 3)")
-    batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
-                   and "classify" in line and ("_sum" in line or "_count" in line)]
-    print("adaptive batching:", "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1]
-                                        for line in batch_lines))
+              f"p99 {naive['p99_ms']:.0f} ms, load client {naive['client_cpu_share']:.0%} of the CPU")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
