@@ -18,7 +18,7 @@ earshot split "$data/semeval2016_restaurants/train.csv" --train-output "$out/spl
   --test-output "$out/splits/semeval-validation.csv" --test-fraction 0.15 --stratify-column sentiment
 earshot train --data "$out/splits/semeval-train.csv" --validation "$out/splits/semeval-validation.csv" \
   --output "$out/semeval" --pain-points-column topics --sentiment-column sentiment --epochs 20 --patience 3 \
-  --no-progress
+  --pain-point-ranking-weight 1 --no-progress
 earshot evaluate --data "$out/splits/semeval-validation.csv" --model "$out/semeval" \
   --pain-points-column topics --sentiment-column sentiment
 
