@@ -80,8 +80,8 @@ class Server:
 async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int) -> dict[str, float]:
     """`clients` clients, each sending `per_client` one-text requests back to back.
 
-    aiohttp rather than httpx: the load generator shares this machine's cores with the server, and
-    httpx's async client spends about twice the CPU per request (measured with py-spy).
+    The load generator shares this machine's cores with the server, so the share of CPU it used is
+    measured and returned too (aiohttp: 2-3 % in benchmarks/load.py runs).
     """
     import aiohttp
 
