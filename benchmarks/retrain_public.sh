@@ -10,7 +10,7 @@ mkdir -p "$out/splits"
 earshot split "$data/banking77/train.csv" --train-output "$out/splits/banking77-train.csv" \
   --test-output "$out/splits/banking77-validation.csv" --test-fraction 0.1 --stratify-column category
 earshot train --data "$out/splits/banking77-train.csv" --validation "$out/splits/banking77-validation.csv" \
-  --output "$out/banking77" --pain-points-column category --epochs 10 --patience 2 --no-progress
+  --output "$out/banking77" --pain-points-column category --epochs 15 --patience 3 --no-progress
 earshot evaluate --data "$out/splits/banking77-validation.csv" --model "$out/banking77" --pain-points-column category
 
 # SemEval-2016 restaurants: aspect categories as pain points; sentiment only where all opinions agree.
