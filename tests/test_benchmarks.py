@@ -14,3 +14,27 @@ def test_encoder_flops_counts_projections_feed_forward_and_attention_per_text():
     assert encoder_flops(config, [3]) == 2 * 2 * one_layer
     # Texts are counted without padding: a 3-token and a 1-token text cost less than two 3-token ones.
     assert encoder_flops(config, [3, 1]) < encoder_flops(config, [3, 3])
+
+
+def test_batch_size_sweep_measures_every_size_and_names_the_fastest(tiny_model):
+    from benchmarks.batch_sizes import Sweep, sweep_batch_sizes
+
+    texts = ["the flight was late again", "thanks for the help", "lost my bag"] * 30
+    sweep = sweep_batch_sizes(tiny_model, texts, [4, 32], repeats=1)
+    assert sorted(sweep.texts_per_s) == [4, 32]
+    assert all(speed > 0 for speed in sweep.texts_per_s.values())
+    assert Sweep({16: 10.0, 64: 30.0, 256: 20.0}).best_batch_size == 64
+
+
+def test_label_agreement_is_total_for_the_same_model_and_sees_a_changed_head(tiny_model, tiny_base):
+    import torch
+
+    from benchmarks.batch_sizes import label_agreement
+    from model import EarshotModel
+
+    texts = ["the flight was late again", "thanks for the help", "lost my bag", "rude staff at the gate"]
+    assert label_agreement(tiny_model, tiny_model, texts) == (1.0, 0.0)
+    other = EarshotModel.from_base(str(tiny_base), tiny_model.sentiment_labels, tiny_model.pain_point_labels)
+    with torch.no_grad():
+        other.pain_point_head.bias.add_(3.0)  # every pain-point score moves up
+    assert label_agreement(other, tiny_model, texts)[1] > 0.1
