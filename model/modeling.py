@@ -23,6 +23,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from .base import DEFAULT_MODEL_DIR, resolve_base_model
+from .batching import PASS_COST_TOKENS, length_chunks
 from .config import CONFIG_KEY, EarshotConfig
 from .device import inference_dtype, resolve_device
 
@@ -261,8 +262,9 @@ class EarshotModel(nn.Module):
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> Probabilities:
         """Head probabilities for any number of texts, in input order.
 
-        Texts are sorted by length and batched internally, so that a batch pads to similar
-        lengths; callers can pass any list.
+        Texts are sorted by length and batched internally (at most ``batch_size`` a pass; on CPU a
+        batch is cut further where padding would cost more than a pass: ``model.batching``), so
+        callers can pass any list.
 
         Example:
             >>> probs = model.predict_proba(["late again", "thanks!"])
@@ -281,12 +283,14 @@ class EarshotModel(nn.Module):
             raise ValueError(f"batch_size must be at least 1, got {size}")
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
         order = sorted(range(len(texts)), key=lambda i: len(encoded.input_ids[i]), reverse=True)
+        passes = length_chunks([len(encoded.input_ids[i]) for i in order], size,
+                               PASS_COST_TOKENS.get("cpu" if self._runner is not None else self.device.type))
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(order), size):
-                    chunk = order[start: start + size]
+                for start, stop in passes:
+                    chunk = order[start:stop]
                     input_ids, attention = self.collate([encoded.input_ids[i] for i in chunk])
                     if self._runner is not None:
                         sent_np, pain_np = self._runner(input_ids.numpy(), attention.numpy())
