@@ -49,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pain-point-ranking-weight", type=float, default=0.0,
                        help="weight of a softmax loss over the pain-point labels of texts that have one "
                             "(helps the best-scoring label be the right one); 0: off")
+    train.add_argument("--threshold-shrinkage", type=float, default=0.0,
+                       help="pull each pain-point threshold toward one shared threshold, by k / (positives + k) "
+                            "for a label with that many validation positives; 0: independent per label")
     train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
@@ -152,6 +155,7 @@ def _train(args: argparse.Namespace) -> None:
         warmup_ratio=args.warmup_ratio, patience=args.patience, class_weighting=args.class_weighting,
         pain_point_loss_weight=args.pain_point_loss_weight,
         pain_point_ranking_weight=args.pain_point_ranking_weight,
+        threshold_shrinkage=args.threshold_shrinkage,
         seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress)
     mapping = _mapping(args)
     data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)

@@ -46,3 +46,19 @@ def test_thresholds_are_tuned_per_label() -> None:
     assert 0.20 < thresholds[0] <= 0.25  # separates .25/.30 from .20/.10
     assert 0.95 < thresholds[1] <= 0.97
     assert tune_thresholds(np.zeros((3, 1)), np.full((3, 1), 0.9))[0] == 0.5  # no positives: default
+
+
+def test_shrinkage_pulls_rare_labels_toward_the_shared_threshold_more_than_common_ones() -> None:
+    rng = np.random.default_rng(0)
+    # Label 0: 200 positives, separable at 0.6. Label 1: 2 positives whose own optimum is 0.9.
+    gold = np.zeros((400, 2))
+    gold[:200, 0] = 1
+    gold[:2, 1] = 1
+    probabilities = np.column_stack([np.where(gold[:, 0] == 1, rng.uniform(0.61, 1, 400), rng.uniform(0, 0.59, 400)),
+                                     np.where(gold[:, 1] == 1, 0.95, rng.uniform(0, 0.85, 400))])
+    own = tune_thresholds(gold, probabilities)
+    shrunk = tune_thresholds(gold, probabilities, shrinkage=100)
+    assert own[1] >= 0.85
+    assert abs(shrunk[0] - own[0]) < 0.05  # 200 positives: mostly its own optimum
+    assert shrunk[1] < own[1] - 0.2  # 2 positives: mostly the shared threshold
+    np.testing.assert_array_equal(tune_thresholds(gold, probabilities, shrinkage=0), own)

@@ -115,6 +115,7 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"patience": -1}, "patience must be 0"),
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
     ({"pain_point_ranking_weight": -1.0}, "pain_point_ranking_weight must be >= 0"),
+    ({"threshold_shrinkage": -5.0}, "threshold_shrinkage must be >= 0"),
 ])
 def test_config_validates_itself(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -36,6 +36,9 @@ class TrainingConfig:
     # have a pain point, a softmax over the labels (the gold ones sharing the mass) teaches the
     # encoder which label fits best: what ranking the scores needs. 0 turns it off.
     pain_point_ranking_weight: float = 0.0
+    # Per-label thresholds are tuned on the validation data; a label with few positives there gets
+    # a noisy optimum. k > 0 pulls each toward the one best shared threshold, by k / (positives + k).
+    threshold_shrinkage: float = 0.0
     mixed_precision: bool = True
     device: str | None = None
     keep_checkpoints: bool = False
@@ -60,6 +63,8 @@ class TrainingConfig:
             raise ValueError(f"pain_point_loss_weight must be > 0, got {self.pain_point_loss_weight!r}")
         if self.pain_point_ranking_weight < 0:
             raise ValueError(f"pain_point_ranking_weight must be >= 0, got {self.pain_point_ranking_weight!r}")
+        if self.threshold_shrinkage < 0:
+            raise ValueError(f"threshold_shrinkage must be >= 0, got {self.threshold_shrinkage!r}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not self.output_dir:

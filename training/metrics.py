@@ -100,23 +100,35 @@ def multi_label_metrics(gold: np.ndarray, probabilities: np.ndarray, thresholds:
     }
 
 
-def tune_thresholds(gold: np.ndarray, probabilities: np.ndarray, default: float = 0.5) -> np.ndarray:
-    """Per label, the threshold on a 0.01 grid that maximises that label's F1.
+def tune_thresholds(gold: np.ndarray, probabilities: np.ndarray, default: float = 0.5,
+                    shrinkage: float = 0.0) -> np.ndarray:
+    """Per label, the threshold on a 0.01 grid that maximises that label's F1, optionally pulled
+    toward the one shared threshold that maximises micro-F1 over all labels.
 
-    Ties go to the threshold nearest ``default``; a label with no positive example keeps ``default``.
+    With ``shrinkage`` k > 0, a label with n positive examples gets ``(n * own + k * shared) / (n + k)``:
+    a label seen a few times in the validation data keeps little of its own optimum, which on
+    so few examples is mostly noise. Ties go to the threshold nearest ``default``; a label with no
+    positive example keeps ``default`` (or the shared threshold, when shrinking).
+
+    Example:
+        >>> gold = np.array([[1, 0], [0, 1], [0, 0]])
+        >>> [round(float(t), 2) for t in tune_thresholds(gold, np.array([[.3, .1], [.1, .8], [.2, .2]]))]
+        [0.3, 0.5]
     """
     gold = gold.astype(bool)
     thresholds = np.full(gold.shape[1], default, dtype=np.float32)
     preference = -np.abs(THRESHOLD_GRID - default)
-    for j in range(gold.shape[1]):
-        positives = gold[:, j]
-        if not positives.any():
-            continue
-        predicted = probabilities[:, j][:, None] >= THRESHOLD_GRID[None, :]
-        tp = (predicted & positives[:, None]).sum(axis=0)
-        fp = (predicted & ~positives[:, None]).sum(axis=0)
-        fn = positives.sum() - tp
-        f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-        best = np.lexsort((preference, f1))[-1]  # highest F1, then closest to default
-        thresholds[j] = THRESHOLD_GRID[best]
+    predicted = probabilities[:, :, None] >= THRESHOLD_GRID[None, None, :]  # rows x labels x grid
+    tp = (predicted & gold[:, :, None]).sum(axis=0)
+    fp = (predicted & ~gold[:, :, None]).sum(axis=0)
+    fn = gold.sum(axis=0)[:, None] - tp
+    positives = gold.sum(axis=0)
+    for j in np.flatnonzero(positives):
+        f1 = np.where(tp[j] > 0, 2 * tp[j] / np.maximum(2 * tp[j] + fp[j] + fn[j], 1), 0.0)
+        thresholds[j] = THRESHOLD_GRID[np.lexsort((preference, f1))[-1]]  # highest F1, then closest to default
+    if shrinkage > 0 and positives.any():
+        tp_all, fp_all, fn_all = tp.sum(axis=0), fp.sum(axis=0), fn.sum(axis=0)
+        micro = np.where(tp_all > 0, 2 * tp_all / np.maximum(2 * tp_all + fp_all + fn_all, 1), 0.0)
+        shared = THRESHOLD_GRID[np.lexsort((preference, micro))[-1]]
+        thresholds = ((positives * thresholds + shrinkage * shared) / (positives + shrinkage)).astype(np.float32)
     return thresholds

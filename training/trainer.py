@@ -154,7 +154,7 @@ class Trainer:
         thresholds: dict[str, float] = {}
         if model.pain_point_labels:
             gold = targets.pain_points.numpy()
-            tuned = tune_thresholds(gold, probabilities.pain_points)
+            tuned = tune_thresholds(gold, probabilities.pain_points, shrinkage=self.config.threshold_shrinkage)
             thresholds = {label: float(t) for label, t in zip(model.pain_point_labels, tuned)}
             metrics["pain_points"] = multi_label_metrics(gold, probabilities.pain_points, tuned,
                                                          model.pain_point_labels)
