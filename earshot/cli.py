@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 logger = logging.getLogger("earshot")
 
-BACKEND_CHOICES = ["torch", "onnx", "onnx-int8"]
-BACKEND_HELP = ("torch (default, CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside "
-                "the model on first use (see `earshot export`)")
+BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "auto"]
+BACKEND_HELP = ("torch (default, CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside the "
+                "model on first use (see `earshot export`); auto: onnx-int8 on the CPU, torch on a GPU")
 
 
 def _add_columns(parser: argparse.ArgumentParser, labels_required: bool) -> None:

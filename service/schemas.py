@@ -52,5 +52,6 @@ class ModelInfo(BaseModel):
     thresholds: dict[str, float]
     max_length: int
     device: str
+    backend: str
     training: dict
     metrics: dict

@@ -78,6 +78,7 @@ class Earshot:
         return ModelInfo(version=config.version, base_model=config.base_model,
                          sentiment_labels=config.sentiment_labels, pain_point_labels=config.pain_point_labels,
                          thresholds=config.thresholds, max_length=config.max_length, device=str(self.model.device),
+                         backend=self.model.backend,
                          training={k: v for k, v in config.provenance.items() if k not in ("history", "config")},
                          metrics=config.metrics)
 

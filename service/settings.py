@@ -4,7 +4,7 @@
 |-----------------------------|------------------------|------------------------------------------------------|
 | EARSHOT_MODEL               | the shipped model      | model folder to serve                                |
 | EARSHOT_DEVICE              | auto (cuda, mps, cpu)  | force a device: cpu, cuda, cuda:1, mps               |
-| EARSHOT_BACKEND             | torch                  | torch, onnx or onnx-int8 (ONNX Runtime, CPU)         |
+| EARSHOT_BACKEND             | torch                  | torch, onnx, onnx-int8 (ONNX Runtime, CPU) or auto (int8 on CPU, torch on GPU) |
 | EARSHOT_MAX_BATCH_SIZE      | 64                     | most texts in one forward pass (adaptive batching)   |
 | EARSHOT_MAX_LATENCY_MS      | 1000                   | most time a text may wait in the batching queue       |
 | EARSHOT_MAX_ITEMS           | 256                    | most texts in one request                            |

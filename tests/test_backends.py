@@ -86,3 +86,24 @@ def test_int8_gives_torch_labels_on_the_default_model(tmp_path: Path) -> None:
     assert [[x.label for x in p.pain_points][:1] for p in got] == [[x.label for x in p.pain_points][:1] for p in expected]
     np.testing.assert_allclose(int8.predict_proba(texts).sentiment, reference.predict_proba(texts).sentiment,
                                atol=INT8_TOLERANCE)
+
+
+def test_auto_takes_int8_on_the_cpu_and_keeps_the_early_projections_in_fp32(saved: Path) -> None:
+    import onnx
+
+    model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+    assert model.backend == "onnx-int8" and export_status(saved, "onnx-int8") is None
+    graph = onnx.load(str(saved / "onnx" / "model-int8.onnx")).graph
+    float_matmuls = {node.name for node in graph.node if node.op_type == "MatMul" and "/output/dense/" in node.name}
+    assert float_matmuls == {f"/model/encoder/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)}
+    assert sum(node.op_type == "MatMulInteger" for node in graph.node) > 4  # the rest is int8
+
+
+def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Path, monkeypatch, caplog) -> None:
+    import model.modeling as modeling
+
+    monkeypatch.setattr(modeling.os, "access", lambda path, mode: False)
+    with caplog.at_level("WARNING", logger="model.modeling"):
+        model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+    assert model.backend == "torch"
+    assert "read-only, so serving with torch" in caplog.text and "earshot export --model" in caplog.text

@@ -60,7 +60,9 @@ def test_service_class_classifies_in_order_and_echoes_ids(service_module) -> Non
     answers = service.classify(items)
     assert [a.id for a in answers] == ["0", "1", "2"]
     assert [a.truncated for a in answers] == [False, False, True]
-    direct = service.model.predict(["thanks"])[0]
+    # The same texts in one call: with an int8 backend a text's scores move a little with the other
+    # texts in its pass (activations are quantised per pass), so only the same call compares exactly.
+    direct = service.model.predict([item.text for item in items])[1]
     assert answers[1].sentiment["label"] == direct.sentiment
     assert answers[1].sentiment["scores"] == pytest.approx(direct.sentiment_scores, abs=1e-5)
     assert service.info().pain_point_labels == ["billing", "late", "lost_item", "rude_staff"]
