@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inference import airline_texts, texts_per_second  # noqa: E402
+from benchmarks.inference import airline_texts, naive_pipeline, texts_per_second  # noqa: E402
 from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
 
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -59,17 +59,6 @@ def label_agreement(fast: EarshotModel, reference: EarshotModel, texts: list[str
     return same, float(np.abs(a.pain_points - b.pain_points).max(initial=0.0))
 
 
-def naive_pipeline_speed(model: EarshotModel, texts: list[str]) -> float:
-    """transformers' pipeline on a same-size classifier, one text per call, on the model's device."""
-    from transformers import pipeline
-
-    from benchmarks.common import plain_classifier_folder
-
-    pipe = pipeline("text-classification", model=str(plain_classifier_folder(model)), device=model.device,
-                    dtype=next(model.parameters()).dtype)
-    return texts_per_second(lambda batch: [pipe(text) for text in batch], texts, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -88,7 +77,7 @@ def main() -> None:
     for size, speed in sweep.texts_per_s.items():
         print(f"batch size {size:>5}: {speed:9.1f} texts/s")
     best = sweep.texts_per_s[sweep.best_batch_size]
-    naive = naive_pipeline_speed(model, texts[: args.naive_texts])
+    naive = texts_per_second(naive_pipeline(model), texts[: args.naive_texts], 1)
     print(f"best: batch size {sweep.best_batch_size}, {best:.1f} texts/s; naive pipeline one text per call "
           f"{naive:.1f} texts/s -> x{best / naive:.1f}")
     if next(model.parameters()).dtype != torch.float32:

@@ -49,12 +49,14 @@ def texts_per_second(run, texts: list[str], repeats: int) -> float:
 
 
 def naive_pipeline(model: EarshotModel):
-    """transformers' pipeline on a same-size classifier (the model's encoder), one text per call."""
+    """transformers' pipeline on a same-size classifier (the model's encoder), one text per call, on the
+    model's device and in its precision."""
     from transformers import pipeline
 
     from benchmarks.common import plain_classifier_folder
 
-    pipe = pipeline("text-classification", model=str(plain_classifier_folder(model)), device="cpu")
+    pipe = pipeline("text-classification", model=str(plain_classifier_folder(model)), device=model.device,
+                    dtype=next(model.parameters()).dtype)
     return lambda texts: [pipe(text) for text in texts]
 
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
 from training import ColumnMapping, read_examples  # noqa: E402
+from training.evaluation import pain_point_gold  # noqa: E402
 from training.metrics import multi_label_metrics, tune_thresholds  # noqa: E402
 
 
@@ -61,8 +62,7 @@ def main() -> None:
     mapping = ColumnMapping(pain_points=args.pain_points_column, none_labels=tuple(args.none_label or ["Can't Tell"]))
     reference = EarshotModel.from_pretrained(args.model, device="cpu")
     examples = read_examples(args.data, mapping, pain_point_labels=reference.pain_point_labels).examples
-    labels = reference.pain_point_labels
-    gold = np.array([[label in e.pain_points for label in labels] for e in examples], dtype=float)
+    gold = pain_point_gold(examples, reference.pain_point_labels).astype(float)
     texts = [e.text for e in examples]
     scores = {b: EarshotModel.from_pretrained(args.model, device="cpu", backend=b).predict_proba(texts).pain_points
               for b in backends}

@@ -22,8 +22,6 @@ _OFFLINE_PACKAGES = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class SplitArchive:
     """A model zipped and split over several PyPI packages (PyPI limits a file's size)."""

@@ -143,7 +143,7 @@ class EarshotModel(nn.Module):
         Example:
             >>> model = EarshotModel.from_pretrained(device="cpu")
         """
-        from .onnx_backend import BACKENDS, load_runner
+        from .onnx_backend import BACKENDS, ExportError, load_runner
 
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"unknown backend {backend!r}; use one of {[*BACKENDS, 'auto']}")
@@ -164,14 +164,22 @@ class EarshotModel(nn.Module):
         model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
         state = {name: tensor.float() for name, tensor in load_file(weights_file).items()}
         model.load_state_dict(state, strict=True)
-        if backend == "auto":
-            backend = _automatic_backend(folder, device)
+        automatic = backend == "auto"
+        if automatic:
+            # int8 ONNX on the CPU (as accurate as fp32 on the airline data, 1.6x faster), torch elsewhere.
+            backend, device = ("onnx-int8", "cpu") if resolve_device(device).type == "cpu" else ("torch", device)
         if backend == "torch":
             return model.to_device(device)
         if device not in (None, "auto", "cpu"):
             raise ValueError(f"backend {backend!r} runs on the CPU; use backend 'torch' for device {device!r}")
         model.to_device("cpu")
-        model._runner = load_runner(model, folder, backend)
+        try:
+            model._runner = load_runner(model, folder, backend)
+        except ExportError as error:
+            if not automatic:
+                raise
+            logger.warning("backend auto: %s; %s is read-only, so serving with torch (slower)", error, folder)
+            return model
         model.backend = backend
         return model
 
@@ -338,20 +346,6 @@ class EarshotModel(nn.Module):
                 truncated=bool(probabilities.truncated[row]),
             ))
         return predictions
-
-
-def _automatic_backend(folder: Path, device: str | torch.device | None) -> str:
-    """int8 ONNX on the CPU (as accurate as fp32 on the airline data, 1.6x faster), torch elsewhere."""
-    from .onnx_backend import export_status
-
-    if resolve_device(device).type != "cpu":
-        return "torch"
-    problem = export_status(folder, "onnx-int8")
-    if problem is not None and not os.access(folder, os.W_OK):
-        logger.warning("backend auto: %s and %s is read-only, so serving with torch (slower); run "
-                       "`earshot export --model %s` where it is writable", problem, folder, folder)
-        return "torch"
-    return "onnx-int8"
 
 
 def check_texts(texts: Iterable[Any]) -> list[str]:

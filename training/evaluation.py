@@ -18,7 +18,7 @@ import numpy as np
 
 from model import EarshotModel
 
-from .data import ColumnMapping, LoadedData
+from .data import ColumnMapping, Example, LoadedData
 from .metrics import multi_label_metrics, single_label_metrics
 
 
@@ -32,10 +32,7 @@ def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
         gold = np.array([index[e.sentiment] if e.sentiment is not None else -1 for e in data.examples])
         heads["sentiment"] = single_label_metrics(gold, probabilities.sentiment, model.sentiment_labels)
     if mapping.pain_points is not None and model.pain_point_labels:
-        index = {label: i for i, label in enumerate(model.pain_point_labels)}
-        gold = np.zeros((len(data.examples), len(index)), dtype=bool)
-        for row, example in enumerate(data.examples):
-            gold[row, [index[label] for label in example.pain_points]] = True
+        gold = pain_point_gold(data.examples, model.pain_point_labels)
         thresholds = np.array([model.config.thresholds[label] for label in model.pain_point_labels])
         metrics = multi_label_metrics(gold, probabilities.pain_points, thresholds, model.pain_point_labels)
         metrics["confusion_matrix"] = _top_label_confusion(gold, probabilities.pain_points, thresholds,
@@ -46,6 +43,15 @@ def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
                          "for a head the model has")
     return {"data_file": Path(data.source).name, "rows": len(data.examples), "rows_skipped": len(data.skipped),
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": heads}
+
+
+def pain_point_gold(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """A rows x labels boolean matrix: which of ``labels`` each example has."""
+    index = {label: i for i, label in enumerate(labels)}
+    gold = np.zeros((len(examples), len(index)), dtype=bool)
+    for row, example in enumerate(examples):
+        gold[row, [index[label] for label in example.pain_points]] = True
+    return gold
 
 
 def _top_label_confusion(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,

@@ -124,11 +124,14 @@ def tune_thresholds(gold: np.ndarray, probabilities: np.ndarray, default: float 
     fn = gold.sum(axis=0)[:, None] - tp
     positives = gold.sum(axis=0)
     for j in np.flatnonzero(positives):
-        f1 = np.where(tp[j] > 0, 2 * tp[j] / np.maximum(2 * tp[j] + fp[j] + fn[j], 1), 0.0)
-        thresholds[j] = THRESHOLD_GRID[np.lexsort((preference, f1))[-1]]  # highest F1, then closest to default
+        thresholds[j] = _best_on_grid(tp[j], fp[j], fn[j], preference)
     if shrinkage > 0 and positives.any():
-        tp_all, fp_all, fn_all = tp.sum(axis=0), fp.sum(axis=0), fn.sum(axis=0)
-        micro = np.where(tp_all > 0, 2 * tp_all / np.maximum(2 * tp_all + fp_all + fn_all, 1), 0.0)
-        shared = THRESHOLD_GRID[np.lexsort((preference, micro))[-1]]
+        shared = _best_on_grid(tp.sum(axis=0), fp.sum(axis=0), fn.sum(axis=0), preference)  # micro-F1
         thresholds = ((positives * thresholds + shrinkage * shared) / (positives + shrinkage)).astype(np.float32)
     return thresholds
+
+
+def _best_on_grid(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, preference: np.ndarray) -> float:
+    """The grid threshold with the highest F1 from these counts (one per grid point), then the preferred."""
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    return float(THRESHOLD_GRID[np.lexsort((preference, f1))[-1]])
