@@ -1,4 +1,6 @@
-"""Cutting length-sorted texts into forward passes that waste little on padding.
+"""Cutting length-sorted texts into padded forward passes that waste little on padding.
+
+Used for encoders that ``model.packing`` does not pack (BERT and MPNet are packed instead).
 
 A forward pass pads every text to the longest one in it, so a batch of random tweets spends a
 third or more of its work on padding. Smaller passes of similar lengths waste less but each pass

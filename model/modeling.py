@@ -27,6 +27,7 @@ from .base import DEFAULT_MODEL_DIR, resolve_base_model
 from .batching import PASS_COST_TOKENS, length_chunks
 from .config import CONFIG_KEY, EarshotConfig
 from .device import inference_dtype, resolve_device
+from .packing import pack, position_offset
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class EarshotModel(nn.Module):
                                     dtype=np.float32)
         self.backend = "torch"
         self._runner: Any = None  # an ONNX Runtime session when backend is not torch
+        # Where positions start when several texts share a row (model/packing.py); None: padded passes.
+        self.position_offset = position_offset(encoder)
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
@@ -240,6 +243,20 @@ class EarshotModel(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self._heads(pooled)
+
+    def forward_packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       pooling: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of both heads for texts packed several to a row (``model.packing.PackedBatch``).
+
+        ``attention_mask`` is additive and block-diagonal, ``pooling`` holds each text's weights over
+        all ``rows * width`` cells, so each text is pooled from its own tokens only.
+        """
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=position_ids).last_hidden_state
+        return self._heads(pooling @ hidden.reshape(-1, hidden.shape[-1]))
+
+    def _heads(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.dropout(pooled)
         empty = pooled.new_zeros((pooled.shape[0], 0))
         sentiment = self.sentiment_head(pooled) if self.sentiment_head is not None else empty
@@ -277,9 +294,10 @@ class EarshotModel(nn.Module):
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> Probabilities:
         """Head probabilities for any number of texts, in input order.
 
-        Texts are sorted by length and batched internally (at most ``batch_size`` a pass; on CPU a
-        batch is cut further where padding would cost more than a pass: ``model.batching``), so
-        callers can pass any list.
+        Texts are sorted by length and batched internally (at most ``batch_size`` a pass), so callers
+        can pass any list. BERT and MPNet encoders lay several texts end to end in each row of a pass
+        (``model.packing``); other encoders pad, with passes cut where padding would cost more than a
+        pass on CPU (``model.batching``). A text's scores do not depend on the texts beside it.
 
         Example:
             >>> probs = model.predict_proba(["late again", "thanks!"])
@@ -298,25 +316,40 @@ class EarshotModel(nn.Module):
             raise ValueError(f"batch_size must be at least 1, got {size}")
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
         order = sorted(range(len(texts)), key=lambda i: len(encoded.input_ids[i]), reverse=True)
-        passes = length_chunks([len(encoded.input_ids[i]) for i in order], size,
-                               PASS_COST_TOKENS.get("cpu" if self._runner is not None else self.device.type))
+        if self.position_offset is not None:  # packed rows waste almost nothing on padding
+            passes = [(start, min(start + size, len(order))) for start in range(0, len(order), size)]
+        else:
+            passes = length_chunks([len(encoded.input_ids[i]) for i in order], size,
+                                   PASS_COST_TOKENS.get("cpu" if self._runner is not None else self.device.type))
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 for start, stop in passes:
                     chunk = order[start:stop]
-                    input_ids, attention = self.collate([encoded.input_ids[i] for i in chunk])
-                    if self._runner is not None:
-                        sent_np, pain_np = self._runner(input_ids.numpy(), attention.numpy())
-                        sent_logits, pain_logits = torch.from_numpy(sent_np), torch.from_numpy(pain_np)
-                    else:
-                        sent_logits, pain_logits = self(input_ids.to(self.device), attention.to(self.device))
+                    sent_logits, pain_logits = self._pass_logits([encoded.input_ids[i] for i in chunk])
                     sentiment[chunk] = torch.softmax(sent_logits.float(), dim=-1).cpu().numpy()
                     pain_points[chunk] = torch.sigmoid(pain_logits.float()).cpu().numpy()
         finally:
             self.train(was_training)
         return Probabilities(sentiment, pain_points, encoded.truncated)
+
+    def _pass_logits(self, token_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both heads' logits for one forward pass over ``token_rows``, packed when the encoder allows."""
+        if self.position_offset is not None:
+            batch = pack(token_rows, self.tokenizer.pad_token_id or 0, self.position_offset, self.config.pooling)
+            feed = batch.feed()
+        else:
+            input_ids, attention = self.collate(token_rows)
+            feed = {"input_ids": input_ids.numpy(), "attention_mask": attention.numpy()}
+        if self._runner is not None:
+            return tuple(torch.from_numpy(logits) for logits in self._runner(feed))  # type: ignore[return-value]
+        dtype = next(self.parameters()).dtype
+        tensors = {name: torch.from_numpy(array).to(self.device) for name, array in feed.items()}
+        if self.position_offset is None:
+            return self(tensors["input_ids"], tensors["attention_mask"])
+        return self.forward_packed(tensors["input_ids"], tensors["position_ids"],
+                                   tensors["attention_mask"].to(dtype), tensors["pooling"].to(dtype))
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
         """Typed predictions for any number of texts, in input order.

@@ -1,4 +1,4 @@
-"""ONNX Runtime backends for CPU inference: fp32 and int8 (dynamic quantization).
+"""ONNX Runtime backends for CPU inference: fp32 and int8 (per-token quantisation, ``model/int8.py``).
 
 The export is cached beside the model in ``<model>/onnx/`` together with a fingerprint of the
 weights it came from; a missing or stale export is rebuilt when the folder is writable, and reported
@@ -16,13 +16,14 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from .packing import pack
 
 if TYPE_CHECKING:
     from .modeling import EarshotModel
@@ -31,13 +32,9 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
-_EXPORT_VERSION = 3
-# The feed-forward output projections of the first two blocks stay in fp32: their inputs carry the
-# few huge activations that per-tensor int8 scales cannot hold, and they caused most of int8's drift.
-# Measured on the default model (airline validation split): quantising everything cost 0.43 points of
-# sentiment accuracy and 0.62 of pain-point micro-F1; keeping these two in fp32, 0.00 and 0.01, at
-# 347 texts/s against 342-370 for the all-int8 graph in other runs.
-_FLOAT_NODES = re.compile(r"/layer\.[01]/output/dense/MatMul$")
+# 4: int8 quantises each token's activations on its own (model/int8.py), not each pass's.
+# 5: packed rows as inputs (model/packing.py).
+_EXPORT_VERSION = 5
 
 
 class ExportError(RuntimeError):
@@ -71,43 +68,50 @@ def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
     Example:
         >>> export_onnx(EarshotModel.from_pretrained("runs/airline"), Path("runs/airline"))
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from .int8 import quantise_per_token
 
     out = folder / "onnx"
     out.mkdir(exist_ok=True)
     fp32, int8 = out / _FILES["onnx"], out / _FILES["onnx-int8"]
-    wrapper = _Logits(model).eval()
-    ids, mask = model.collate(model.encode(["an example text for the exporter", "short"]).input_ids)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         raw = Path(tmp) / "raw.onnx"
-        with torch.inference_mode():
-            torch.onnx.export(wrapper, (ids, mask), str(raw), input_names=["input_ids", "attention_mask"],
-                              output_names=["sentiment", "pain_points"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                            "attention_mask": {0: "batch", 1: "tokens"},
-                                            "sentiment": {0: "batch"}, "pain_points": {0: "batch"}})
+        _export_graph(model, raw)
         optimised = Path(tmp) / "optimised.onnx"
         _optimise(raw, optimised, model)
         quantised = Path(tmp) / "int8.onnx"
-        # int8 from the unfused graph: every MatMul, attention's included, becomes an integer one
-        # (measured 363 vs 315 texts/s for quantising the fused graph, whose attention stays float).
-        quantize_dynamic(str(raw), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_exclude=_float_nodes(raw))
+        # int8 from the unfused graph, where the projections are plain MatMuls (the fused graph hides
+        # them in Attention ops; measured 336 vs 300 texts/s).
+        quantise_per_token(raw, quantised)
         os.replace(optimised, fp32)
         os.replace(quantised, int8)
     manifest = {"version": _EXPORT_VERSION, "weights": weights_fingerprint(folder), "torch": torch.__version__}
-    (out / "export.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    # Written last and atomically: workers starting together may export at once, and a reader must
+    # never see half a manifest.
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".export.json.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / "export.json")
     return {"onnx": fp32, "onnx-int8": int8}
 
 
-def _float_nodes(graph: Path) -> list[str]:
-    """The MatMul nodes of ``graph`` that int8 quantisation leaves in fp32 (see ``_FLOAT_NODES``)."""
-    import onnx
-
-    names = [node.name for node in onnx.load(str(graph)).graph.node if _FLOAT_NODES.search(node.name)]
-    if not names:
-        logger.warning("no early feed-forward projections found in %s: quantising every MatMul", graph.name)
-    return names
+def _export_graph(model: "EarshotModel", target: Path) -> None:
+    """The network as an fp32 ONNX graph with the inputs ``predict`` feeds it: packed rows when the
+    encoder packs (model/packing.py), padded rows otherwise."""
+    example = model.encode(["an example text for the exporter", "short", "a third"]).input_ids
+    if model.position_offset is not None:
+        batch = pack(example, model.tokenizer.pad_token_id or 0, model.position_offset, model.config.pooling)
+        inputs = {name: torch.from_numpy(array) for name, array in batch.feed().items()}
+        axes = {"input_ids": {0: "rows", 1: "tokens"}, "position_ids": {0: "rows", 1: "tokens"},
+                "attention_mask": {0: "rows", 2: "tokens", 3: "tokens"}, "pooling": {0: "texts", 1: "cells"}}
+    else:
+        ids, mask = model.collate(example)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        axes = {"input_ids": {0: "texts", 1: "tokens"}, "attention_mask": {0: "texts", 1: "tokens"}}
+    with torch.inference_mode():
+        torch.onnx.export(_Logits(model).eval(), tuple(inputs.values()), str(target), input_names=list(inputs),
+                          output_names=["sentiment", "pain_points"], opset_version=17, dynamo=False,
+                          dynamic_axes={**axes, "sentiment": {0: "texts"}, "pain_points": {0: "texts"}})
 
 
 def _optimise(source: Path, target: Path, model: "EarshotModel") -> None:
@@ -121,18 +125,20 @@ def _optimise(source: Path, target: Path, model: "EarshotModel") -> None:
 
 
 class _Logits(torch.nn.Module):
-    """The model's forward without dropout, as a plain module for the exporter."""
+    """The model's forward (packed or padded) without dropout, as a plain module for the exporter."""
 
     def __init__(self, model: "EarshotModel") -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(input_ids, attention_mask)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model.position_offset is not None:
+            return self.model.forward_packed(*inputs)
+        return self.model(*inputs)
 
 
 class OnnxRunner:
-    """An ONNX Runtime session that maps padded token ids to both heads' logits."""
+    """An ONNX Runtime session that maps ``predict``'s inputs (packed or padded rows) to both heads' logits."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -140,10 +146,12 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if os.environ.get("XSPIN") == "0":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sentiment, pain_points = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+    def __call__(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        sentiment, pain_points = self.session.run(None, feed)
         return sentiment, pain_points
 
 

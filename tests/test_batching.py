@@ -48,6 +48,7 @@ def test_long_and_short_texts_go_to_separate_passes_only_when_padding_costs_more
 
 def test_cut_passes_give_the_same_scores_as_one_text_at_a_time(tiny_model, monkeypatch):
     monkeypatch.setitem(batching.PASS_COST_TOKENS, "cpu", 4)  # cheap passes: the tiny texts get cut
+    monkeypatch.setattr(tiny_model, "position_offset", None)  # an encoder that is not packed (model/packing.py)
     texts = ["late", "my flight was delayed three hours and nobody at the gate told us anything at all",
              "rude staff", "thanks", "I was charged twice for one ticket and the refund never came",
              "lost my bag", "the seat was broken", "great crew"]
