@@ -27,5 +27,10 @@ test-fast: setup
 serve: setup
 	$(BIN)/earshot serve
 
+# The ONNX export goes into the bento with the model, so the bento's first start need not write it.
+bento: setup
+	$(BIN)/earshot export
+	$(BIN)/bentoml build
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -6,7 +6,7 @@
 
 Prints the ratios 1/2 (target >= 0.75) and 1/3 (target >= 3), and p99 of 1 (target <= 1 s).
 
-    python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend torch --backend onnx-int8]
+    python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch]
 """
 
 from __future__ import annotations
@@ -149,10 +149,11 @@ def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_cli
         concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
         batched = batched_load(server.url, texts, clients, clients * per_client)
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        served = httpx.get(f"{server.url}/model", timeout=10).json()["backend"]
     batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
                    and "classify" in line and ("_sum" in line or "_count" in line)]
     batching = "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1] for line in batch_lines)
-    return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching}
+    return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching, "served_backend": served}
 
 
 def main() -> None:
@@ -160,15 +161,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests-per-client", type=int, default=40)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"],
-                        help="EARSHOT_BACKEND of the server under test (repeatable; default: torch)")
+    parser.add_argument("--backend", action="append", choices=["auto", "torch", "onnx", "onnx-int8"],
+                        help="EARSHOT_BACKEND of the server under test (repeatable; default: auto, the service's)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     texts = load_texts(4000)
     base_env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
     results: dict[str, dict] = {}
-    for backend in args.backend or ["torch"]:
+    for backend in args.backend or ["auto"]:
         results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
                                            args.requests_per_client)
     if not args.skip_naive:
@@ -178,8 +179,9 @@ def main() -> None:
             results["naive"] = {"concurrent": asyncio.run(concurrent_load(
                 server.url, texts, args.clients, max(5, args.requests_per_client // 4)))}
     print(f"texts: {len(texts)} real airline tweets" if AIRLINE.is_file() else "texts: fixed examples")
-    for backend in args.backend or ["torch"]:
-        concurrent, batched = results[backend]["concurrent"], results[backend]["batched"]
+    for name in args.backend or ["auto"]:
+        concurrent, batched = results[name]["concurrent"], results[name]["batched"]
+        backend = f"{name} -> {results[name]['served_backend']}" if name == "auto" else name
         print(f"earshot [{backend}], {args.clients} clients x 1 text/request: {concurrent['texts_per_s']:.1f} texts/s, "
               f"p50 {concurrent['p50_ms']:.0f} ms, p95 {concurrent['p95_ms']:.0f} ms, "
               f"p99 {concurrent['p99_ms']:.0f} ms, {concurrent['failures']} failures and "
@@ -188,7 +190,7 @@ def main() -> None:
         print(f"earshot [{backend}], 1 client x {args.clients} texts/request: {batched['texts_per_s']:.1f} texts/s")
         print(f"earshot [{backend}]: ratio concurrent / batched {concurrent['texts_per_s'] / batched['texts_per_s']:.2f} "
               f"(target >= 0.75); p99 {concurrent['p99_ms'] / 1000:.2f} s (target <= 1 s); "
-              f"adaptive batching {results[backend]['adaptive_batching']}")
+              f"adaptive batching {results[name]['adaptive_batching']}")
         if "naive" in results:
             naive = results["naive"]["concurrent"]
             print(f"earshot [{backend}]: ratio to naive {concurrent['texts_per_s'] / naive['texts_per_s']:.2f} "

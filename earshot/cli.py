@@ -11,8 +11,9 @@ from typing import Callable, Sequence
 logger = logging.getLogger("earshot")
 
 BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "auto"]
-BACKEND_HELP = ("torch (default, CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside the "
-                "model on first use (see `earshot export`); auto: onnx-int8 on the CPU, torch on a GPU")
+BACKEND_HELP = ("torch (CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside the model on "
+                "first use (see `earshot export`); auto: onnx-int8 on the CPU, torch on a GPU. "
+                "Default: torch, except `serve`: auto")
 
 
 def _add_columns(parser: argparse.ArgumentParser, labels_required: bool) -> None:

@@ -4,7 +4,7 @@
 |-----------------------------|------------------------|------------------------------------------------------|
 | EARSHOT_MODEL               | the shipped model      | model folder to serve                                |
 | EARSHOT_DEVICE              | auto (cuda, mps, cpu)  | force a device: cpu, cuda, cuda:1, mps               |
-| EARSHOT_BACKEND             | torch                  | torch, onnx, onnx-int8 (ONNX Runtime, CPU) or auto (int8 on CPU, torch on GPU) |
+| EARSHOT_BACKEND             | auto                   | auto: per-token int8 ONNX on CPU, torch on GPU; torch, onnx, onnx-int8 |
 | EARSHOT_MAX_BATCH_SIZE      | 64                     | most texts in one forward pass (adaptive batching)   |
 | EARSHOT_MAX_LATENCY_MS      | 1000                   | most time a text may wait in the batching queue       |
 | EARSHOT_MAX_ITEMS           | 256                    | most texts in one request                            |
@@ -64,7 +64,7 @@ class Settings:
         return cls(
             model=env.get("EARSHOT_MODEL") or None,
             device=env.get("EARSHOT_DEVICE") or None,
-            backend=env.get("EARSHOT_BACKEND") or "torch",
+            backend=env.get("EARSHOT_BACKEND") or "auto",
             max_batch_size=_int(env, "EARSHOT_MAX_BATCH_SIZE", 64),
             max_latency_ms=_int(env, "EARSHOT_MAX_LATENCY_MS", 1000),
             max_items=_int(env, "EARSHOT_MAX_ITEMS", 256),
