@@ -298,7 +298,8 @@ class EarshotModel(nn.Module):
         Texts are sorted by length and batched internally (at most ``batch_size`` a pass), so callers
         can pass any list. BERT and MPNet encoders lay several texts end to end in each row of a pass
         (``model.packing``); other encoders pad, with passes cut where padding would cost more than a
-        pass on CPU (``model.batching``). A text's scores do not depend on the texts beside it.
+        pass on CPU (``model.batching``). A text's scores do not depend on the texts beside it
+        (beyond float rounding).
 
         Example:
             >>> probs = model.predict_proba(["late again", "thanks!"])

@@ -53,3 +53,14 @@ def test_held_out_micro_f1_scores_thresholds_on_the_half_they_were_not_tuned_on(
     assert held_out_micro_f1(gold, separable, separable - 0.3, 0.0, splits=3) < 0.9
     noise = rng.random(gold.shape)
     assert held_out_micro_f1(gold, noise, noise, 0.0, splits=3) < 0.6
+
+
+def test_child_peak_memory_counts_the_child_only():
+    from benchmarks.scoring import child_peak_mib
+
+    held_by_this_process = bytearray(600 * 2**20)  # a large parent must not show in the child
+    held_by_this_process[::4096] = b"1" * len(held_by_this_process[::4096])  # touch every page
+    small = child_peak_mib("x = 1")
+    large = child_peak_mib("import sys\nx = bytearray(int(sys.argv[1]) * 2**20)\nx[::4096] = b'1' * len(x[::4096])", "300")
+    assert small < 200
+    assert 300 <= large - small < 400
