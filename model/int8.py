@@ -6,9 +6,9 @@ and in batches, 11 changed sentiment label and 23 their pain-point set). Static 
 that but needs calibration texts at export time. Here every token's activation row gets its own
 scale (its largest absolute value / 127) and every weight column its own; the integer product is
 exact, so the result for a token does not depend on any other row of the pass (beyond the last bit
-of the fp32 attention kernels, which torch shares). Measured on the
-default model (airline validation split): sentiment accuracy 0.8505 and pain-point micro-F1 0.6515
-against fp32's 0.8496 / 0.6526, at 324-336 texts/s against 342-358 for per-pass dynamic int8.
+of the fp32 attention kernels, which torch shares). Measured on the default model (airline
+validation split): sentiment accuracy 0.8505 and pain-point micro-F1 0.6515 against fp32's
+0.8496 / 0.6526, at 324-336 texts/s against 342-358 for per-pass dynamic int8.
 
 Example:
     >>> quantise_per_token(Path("raw.onnx"), Path("model-int8.onnx"))  # doctest: +SKIP

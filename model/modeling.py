@@ -200,11 +200,11 @@ class EarshotModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         state = {name: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
                  for name, t in self.state_dict().items()}
-        with _atomic_path(folder / WEIGHTS_NAME) as tmp:
+        with atomic_path(folder / WEIGHTS_NAME) as tmp:
             save_file(state, tmp, metadata={"format": "pt"})
         config = self.encoder.config.to_dict()
         config[CONFIG_KEY] = self.config.to_dict()
-        with _atomic_path(folder / CONFIG_NAME) as tmp:
+        with atomic_path(folder / CONFIG_NAME) as tmp:
             Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         self.tokenizer.save_pretrained(folder)
 
@@ -336,14 +336,18 @@ class EarshotModel(nn.Module):
             self.train(was_training)
         return Probabilities(sentiment, pain_points, encoded.truncated)
 
+    def pass_inputs(self, token_rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The named inputs of one forward pass over ``token_rows``: packed rows when the encoder
+        packs (``model.packing``), else padded ``input_ids`` and ``attention_mask``. The ONNX export
+        takes the same names."""
+        if self.position_offset is not None:
+            return pack(token_rows, self.tokenizer.pad_token_id or 0, self.position_offset, self.config.pooling).feed()
+        input_ids, attention = self.collate(token_rows)
+        return {"input_ids": input_ids.numpy(), "attention_mask": attention.numpy()}
+
     def _pass_logits(self, token_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Both heads' logits for one forward pass over ``token_rows``, packed when the encoder allows."""
-        if self.position_offset is not None:
-            batch = pack(token_rows, self.tokenizer.pad_token_id or 0, self.position_offset, self.config.pooling)
-            feed = batch.feed()
-        else:
-            input_ids, attention = self.collate(token_rows)
-            feed = {"input_ids": input_ids.numpy(), "attention_mask": attention.numpy()}
+        feed = self.pass_inputs(token_rows)
         if self._runner is not None:
             return tuple(torch.from_numpy(logits) for logits in self._runner(feed))  # type: ignore[return-value]
         dtype = next(self.parameters()).dtype
@@ -396,7 +400,7 @@ def check_texts(texts: Iterable[Any]) -> list[str]:
     return checked
 
 
-class _atomic_path:
+class atomic_path:
     """A temporary path beside ``target`` that replaces it only when the block succeeds."""
 
     def __init__(self, target: Path) -> None:

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .packing import pack
-
 if TYPE_CHECKING:
     from .modeling import EarshotModel
 
@@ -69,6 +67,7 @@ def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
         >>> export_onnx(EarshotModel.from_pretrained("runs/airline"), Path("runs/airline"))
     """
     from .int8 import quantise_per_token
+    from .modeling import atomic_path
 
     out = folder / "onnx"
     out.mkdir(exist_ok=True)
@@ -87,11 +86,8 @@ def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
     manifest = {"version": _EXPORT_VERSION, "weights": weights_fingerprint(folder), "torch": torch.__version__}
     # Written last and atomically: workers starting together may export at once, and a reader must
     # never see half a manifest.
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".export.json.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / "export.json")
+    with atomic_path(out / "export.json") as tmp:
+        Path(tmp).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return {"onnx": fp32, "onnx-int8": int8}
 
 
@@ -99,14 +95,11 @@ def _export_graph(model: "EarshotModel", target: Path) -> None:
     """The network as an fp32 ONNX graph with the inputs ``predict`` feeds it: packed rows when the
     encoder packs (model/packing.py), padded rows otherwise."""
     example = model.encode(["an example text for the exporter", "short", "a third"]).input_ids
+    inputs = {name: torch.from_numpy(array) for name, array in model.pass_inputs(example).items()}
     if model.position_offset is not None:
-        batch = pack(example, model.tokenizer.pad_token_id or 0, model.position_offset, model.config.pooling)
-        inputs = {name: torch.from_numpy(array) for name, array in batch.feed().items()}
         axes = {"input_ids": {0: "rows", 1: "tokens"}, "position_ids": {0: "rows", 1: "tokens"},
                 "attention_mask": {0: "rows", 2: "tokens", 3: "tokens"}, "pooling": {0: "texts", 1: "cells"}}
     else:
-        ids, mask = model.collate(example)
-        inputs = {"input_ids": ids, "attention_mask": mask}
         axes = {"input_ids": {0: "texts", 1: "tokens"}, "attention_mask": {0: "texts", 1: "tokens"}}
     with torch.inference_mode():
         torch.onnx.export(_Logits(model).eval(), tuple(inputs.values()), str(target), input_names=list(inputs),
@@ -146,8 +139,6 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if os.environ.get("XSPIN") == "0":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
