@@ -8,7 +8,8 @@ scale (its largest absolute value / 127) and every weight column its own; the in
 exact, so the result for a token does not depend on any other row of the pass (beyond the last bit
 of the fp32 attention kernels, which torch shares). Measured on the default model (airline
 validation split): sentiment accuracy 0.8505 and pain-point micro-F1 0.6515 against fp32's
-0.8496 / 0.6526, at 324-336 texts/s against 342-358 for per-pass dynamic int8.
+0.8496 / 0.6526; unpacked, 336.2 texts/s against 358.0 for per-pass dynamic int8 in one run side by
+side (other per-token runs 294-336).
 
 Example:
     >>> quantise_per_token(Path("raw.onnx"), Path("model-int8.onnx"))  # doctest: +SKIP

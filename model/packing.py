@@ -6,9 +6,10 @@ or more of its work on padding. Here the texts of a pass are laid end to end in 
 positions restart at the model's first position, and its pooled vector is the mean (or first
 token) of its own cells. The answers equal the padded pass's up to float rounding (tested).
 
-Measured on the default model, random airline tweets, 2-core CPU: torch 144-150 -> 176-184 texts/s
-for batches of 11 texts, 185 -> 216-222 for 32; int8 ONNX 149-168 -> 204-261 and 175-178 -> 248-253.
-Rows of 64 tokens beat 128 and 256: attention over a row is computed whole, masked or not.
+Measured on the default model, random airline tweets, 2-core CPU: torch 144-153 -> 176-184 texts/s
+for batches of 11 texts, 163-185 -> 204-222 for 32; int8 ONNX 149-168 -> 213-217 and 175-178 ->
+248-253. For torch, rows of 64 tokens beat 128 and 256: attention over a row is computed whole,
+masked or not; for int8, 32 to 96 tokens were within run noise of each other.
 
 Example:
     >>> batch = pack([[101, 7, 102], [101, 8, 9, 102]], pad_id=0, position_offset=0, pooling="mean")
