@@ -27,9 +27,13 @@ test-fast: setup
 serve: setup
 	$(BIN)/earshot serve
 
-# The ONNX export goes into the bento with the model, so the bento's first start need not write it.
+# The bento installs earshot from its wheel (one import name, `earshot`); the int8 ONNX export goes
+# into the wheel with the default model, so the bento's first start need not write it.
 bento: setup
 	$(BIN)/earshot export
+	rm -rf build dist/earshot-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	rm -rf build *.egg-info
 	$(BIN)/bentoml build
 
 clean:

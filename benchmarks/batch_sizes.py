@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inference import airline_texts, naive_pipeline, texts_per_second  # noqa: E402
-from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
 
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 
@@ -55,8 +55,8 @@ def sweep_batch_sizes(model: EarshotModel, texts: list[str], batch_sizes: list[i
 def label_agreement(fast: EarshotModel, reference: EarshotModel, texts: list[str]) -> tuple[float, float]:
     """Share of texts with the same sentiment label, and the largest pain-point score difference."""
     a, b = fast.predict_proba(texts), reference.predict_proba(texts)
-    same = float((a.sentiment.argmax(1) == b.sentiment.argmax(1)).mean())
-    return same, float(np.abs(a.pain_points - b.pain_points).max(initial=0.0))
+    same = float((a["sentiment"].argmax(1) == b["sentiment"].argmax(1)).mean())
+    return same, float(np.abs(a["pain_points"] - b["pain_points"]).max(initial=0.0))
 
 
 def main() -> None:

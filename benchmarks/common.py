@@ -10,13 +10,13 @@ def plain_classifier_folder(model) -> Path:
     """A BertForSequenceClassification folder holding ``model``'s encoder weights and tokenizer.
 
     The naive baselines run this through `transformers.pipeline`: the same network size as earshot's,
-    without earshot's batching, length sorting or second head.
+    without earshot's batching, length sorting or other heads.
     """
     from transformers import BertForSequenceClassification
 
     folder = Path(tempfile.mkdtemp(prefix="naive-model-"))
     config = model.encoder.config
-    config.num_labels = max(2, len(model.sentiment_labels))
+    config.num_labels = max(2, len(model.config.heads[0].labels))
     classifier = BertForSequenceClassification(config)
     classifier.bert.load_state_dict(model.encoder.state_dict(), strict=False)
     classifier.save_pretrained(folder)

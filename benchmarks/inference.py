@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
 
 AIRLINE = ROOT.parent / "shared" / "data" / "airline" / "train.csv"
 
@@ -61,12 +61,12 @@ def naive_pipeline(model: EarshotModel):
 
 
 def quality(model: EarshotModel, path: Path) -> dict[str, float]:
-    from training import ColumnMapping, read_examples
-    from training.evaluation import evaluate
+    from earshot.training import ColumnMapping, HeadColumn, read_examples
+    from earshot.training.evaluation import evaluate
 
-    mapping = ColumnMapping(sentiment="airline_sentiment", pain_points="negativereason", none_labels=("Can't Tell",))
-    data = read_examples(path, mapping, sentiment_labels=model.sentiment_labels,
-                         pain_point_labels=model.pain_point_labels)
+    mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),
+                                   HeadColumn("pain_points", "multi", "negativereason")), none_labels=("Can't Tell",))
+    data = read_examples(path, mapping, known_labels={h.name: h.labels for h in model.config.heads})
     heads = evaluate(model, data, mapping)["heads"]
     return {"sentiment_accuracy": heads["sentiment"]["accuracy"], "pain_point_micro_f1": heads["pain_points"]["micro_f1"]}
 
@@ -113,9 +113,9 @@ def main() -> None:
     reference = models["torch"].predict_proba(texts[:500])
     for backend in ("onnx", "onnx-int8"):
         other = models[backend].predict_proba(texts[:500])
-        same = (other.sentiment.argmax(1) == reference.sentiment.argmax(1)).mean()
+        same = (other["sentiment"].argmax(1) == reference["sentiment"].argmax(1)).mean()
         print(f"{backend}: same sentiment label as torch on {same:.1%} of 500 texts; max |score diff| "
-              f"{np.abs(other.sentiment - reference.sentiment).max():.4f}")
+              f"{np.abs(other['sentiment'] - reference['sentiment']).max():.4f}")
     if args.quality_data:
         for backend, model in models.items():
             q = quality(model, args.quality_data)

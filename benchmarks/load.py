@@ -137,14 +137,14 @@ def batched_load(url: str, texts: list[str], batch: int, total: int) -> dict[str
 def naive_model_dir(model_dir: Path | None) -> Path:
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import plain_classifier_folder
-    from model import EarshotModel
+    from earshot.model import EarshotModel
 
     return plain_classifier_folder(EarshotModel.from_pretrained(model_dir, device="cpu"))
 
 
 def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_client: int) -> dict[str, object]:
     """Concurrent and batched load on one `earshot` server, and its adaptive-batching counters."""
-    with Server("service.service:Earshot", env) as server:
+    with Server("earshot.service.service:Earshot", env) as server:
         asyncio.run(concurrent_load(server.url, texts, clients, 5))  # warm-up
         concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
         batched = batched_load(server.url, texts, clients, clients * per_client)

@@ -43,7 +43,7 @@ def tiny_model_dir(folder: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     sys.path.insert(0, str(ROOT))
-    from model import DEFAULT_BASE_MODEL, EarshotModel, resolve_base_model
+    from earshot.model import DEFAULT_BASE_MODEL, EarshotModel, Head, resolve_base_model
 
     base = resolve_base_model(DEFAULT_BASE_MODEL)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -52,8 +52,9 @@ def tiny_model_dir(folder: Path) -> Path:
                                    num_attention_heads=2, intermediate_size=64))
     encoder.save_pretrained(folder / "base")
     tokenizer.save_pretrained(folder / "base")
-    model = EarshotModel.from_base(str(folder / "base"), ["negative", "neutral", "positive"],
-                                   ["late", "lost", "rude"], max_length=64)
+    model = EarshotModel.from_base(str(folder / "base"), [Head("sentiment", "single", ["negative", "neutral", "positive"]),
+                                                          Head("pain_points", "multi", ["late", "lost", "rude"])],
+                                   max_length=64)
     model.save_pretrained(folder / "tiny")
     return folder / "tiny"
 
@@ -62,7 +63,7 @@ def measure_throughput(model_dir: str | None, source: Path, rows: int, output: P
     sys.path.insert(0, str(ROOT))
     from earshot.scoring import score_file
     from earshot.tables import read_chunks
-    from model import EarshotModel
+    from earshot.model import EarshotModel
 
     model = EarshotModel.from_pretrained(model_dir, device="cpu")
     texts = [t for chunk in read_chunks(source, 100_000) for t in chunk["text"]]

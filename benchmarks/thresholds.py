@@ -20,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
-from training import ColumnMapping, read_examples  # noqa: E402
-from training.evaluation import pain_point_gold  # noqa: E402
-from training.metrics import multi_label_metrics, tune_thresholds  # noqa: E402
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
+from earshot.training import ColumnMapping, HeadColumn, read_examples  # noqa: E402
+from earshot.training.trainer import head_targets  # noqa: E402
+from earshot.training.metrics import multi_label_metrics, tune_thresholds  # noqa: E402
 
 
 def held_out_micro_f1(gold: np.ndarray, tuned_on: np.ndarray, scored: np.ndarray, shrinkage: float,
@@ -59,12 +59,14 @@ def main() -> None:
     backends = args.backend or ["torch", "onnx-int8"]
     if "torch" not in backends:
         backends.insert(0, "torch")
-    mapping = ColumnMapping(pain_points=args.pain_points_column, none_labels=tuple(args.none_label or ["Can't Tell"]))
+    mapping = ColumnMapping(heads=(HeadColumn("pain_points", "multi", args.pain_points_column),),
+                            none_labels=tuple(args.none_label or ["Can't Tell"]))
     reference = EarshotModel.from_pretrained(args.model, device="cpu")
-    examples = read_examples(args.data, mapping, pain_point_labels=reference.pain_point_labels).examples
-    gold = pain_point_gold(examples, reference.pain_point_labels).astype(float)
+    head = reference.config.head("pain_points")
+    examples = read_examples(args.data, mapping, known_labels={head.name: head.labels}).examples
+    gold = head_targets(head, examples).numpy()
     texts = [e.text for e in examples]
-    scores = {b: EarshotModel.from_pretrained(args.model, device="cpu", backend=b).predict_proba(texts).pain_points
+    scores = {b: EarshotModel.from_pretrained(args.model, device="cpu", backend=b).predict_proba(texts)["pain_points"]
               for b in backends}
     print(f"{len(texts)} texts, {args.splits} random half splits each way; pain-point micro-F1 on the held-out half")
     for shrinkage in args.shrinkage or [0.0, 30.0, 100.0]:

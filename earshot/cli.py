@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 logger = logging.getLogger("earshot")
 
@@ -16,18 +16,35 @@ BACKEND_HELP = ("torch (CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU,
                 "Default: torch, except `serve`: auto")
 
 
-def _add_columns(parser: argparse.ArgumentParser, labels_required: bool) -> None:
+def _add_columns(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="text", help="column holding the feedback text (default: text)")
-    parser.add_argument("--sentiment-column", help="column holding the sentiment label (empty cell = unknown)")
+    parser.add_argument("--sentiment-column", help="column of the 'sentiment' head: one label per text "
+                                                   "(empty cell = unknown)")
     parser.add_argument("--pain-points-column",
-                        help="column holding pain points: 'a;b', a JSON list, or one label; empty = none")
+                        help="column of the 'pain_points' head: 'a;b', a JSON list, or one label; empty = none")
+    parser.add_argument("--head", action="append", default=[], metavar="NAME:KIND:COLUMN",
+                        help="another head (repeatable): KIND is single (one label per text) or multi (any number), "
+                             "e.g. praise_points:multi:praise_points")
     parser.add_argument("--none-label", action="append", default=[], metavar="LABEL",
-                        help="a pain-point value that means 'no pain point' (repeatable), e.g. \"Can't Tell\"")
+                        help="a value of a multi head's column that means 'no label' (repeatable), e.g. \"Can't Tell\"")
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="skip rows with empty text, malformed cells or unknown labels, and list them")
 
 
+def _config_flag(parser: argparse.ArgumentParser, *flags: str, help: str = "", **options: Any) -> None:
+    """A flag that sets the TrainingConfig field of the same name; its default is the config's, shown
+    in the help and never restated here (an absent flag leaves the field to the config)."""
+    from earshot.training import TrainingConfig
+
+    field = flags[0].lstrip("-").replace("-", "_")
+    default = TrainingConfig.__dataclass_fields__[field].default
+    parser.add_argument(*flags, dest=field, default=argparse.SUPPRESS, help=f"{help} (default: {default})".strip(),
+                        **options)
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    from earshot.model import EarshotConfig
+
     parser = argparse.ArgumentParser(prog="earshot", description="Customer-feedback sentiment and pain points.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -38,31 +55,34 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--output", required=True, type=Path, help="model folder to write")
     train.add_argument("--base-model", default=None, help="hub id or local folder (default: all-MiniLM-L6-v2)")
-    train.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are cut")
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=8e-5)
-    train.add_argument("--head-learning-rate", type=float, default=1e-3)
-    train.add_argument("--warmup-ratio", type=float, default=0.06)
-    train.add_argument("--patience", type=int, default=2, help="epochs without improvement before stopping")
-    train.add_argument("--pain-point-loss-weight", type=float, default=1.0,
-                       help="weight of the pain-point loss against the sentiment loss")
-    train.add_argument("--pain-point-ranking-weight", type=float, default=0.0,
-                       help="weight of a softmax loss over the pain-point labels of texts that have one "
-                            "(helps the best-scoring label be the right one); 0: off")
-    train.add_argument("--threshold-shrinkage", type=float, default=0.0,
-                       help="pull each pain-point threshold toward one shared threshold, by k / (positives + k) "
-                            "for a label with that many validation positives; 0: independent per label")
-    train.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default="sqrt")
-    train.add_argument("--seed", type=int, default=13)
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    train.add_argument("--max-length", type=int, default=argparse.SUPPRESS,
+                       help="tokens per text; longer texts are cut (default: the model config's, "
+                            f"{EarshotConfig.__dataclass_fields__['max_length'].default})")
+    _config_flag(train, "--epochs", type=int)
+    _config_flag(train, "--batch-size", type=int)
+    _config_flag(train, "--learning-rate", type=float, help="of the encoder")
+    _config_flag(train, "--head-learning-rate", type=float, help="of the heads, which start from random weights")
+    _config_flag(train, "--warmup-ratio", type=float)
+    _config_flag(train, "--patience", type=int, help="epochs without improvement before stopping; 0: never stop early")
+    _config_flag(train, "--multi-label-loss-weight", "--pain-point-loss-weight", type=float,
+                 help="weight of each multi head's loss against a single head's")
+    _config_flag(train, "--ranking-loss-weight", "--pain-point-ranking-weight", type=float,
+                 help="weight of a softmax loss over a multi head's labels on texts that have one (helps the "
+                      "best-scoring label be the right one); 0: off")
+    _config_flag(train, "--threshold-shrinkage", type=float,
+                 help="pull each multi-head threshold toward one shared threshold, by k / (positives + k) for a "
+                      "label with that many validation positives; 0: independent per label")
+    _config_flag(train, "--class-weighting", choices=["none", "sqrt", "balanced"])
+    _config_flag(train, "--seed", type=int, help="shuffling, heads' initial weights and the validation split")
+    _config_flag(train, "--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    _config_flag(train, "--save-dtype", choices=["float32", "float16"],
+                 help="weights precision on disk, whatever device trained (float16 halves the size)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
-    train.add_argument("--keep-checkpoints", action="store_true")
-    train.add_argument("--save-dtype", choices=["float32", "float16"], default="float32",
-                       help="weights precision on disk (float16 halves the size)")
+    _config_flag(train, "--keep-checkpoints", action="store_const", const=True)
+    train.add_argument("--label", default="", help="a human name for this model version, shown beside its id")
     train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
-    train.add_argument("--no-progress", action="store_true")
-    _add_columns(train, labels_required=True)
+    train.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=argparse.SUPPRESS)
+    _add_columns(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrices and model card on labelled data")
@@ -73,7 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=None)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
-    _add_columns(evaluate, labels_required=False)
+    _add_columns(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     score = commands.add_parser("score", help="add predictions to every row of a file")
@@ -130,10 +150,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _mapping(args: argparse.Namespace) -> "ColumnMapping":
-    from training import ColumnMapping
+    from earshot.training import ColumnMapping, HeadColumn
 
-    return ColumnMapping(text=args.text_column, sentiment=args.sentiment_column,
-                         pain_points=args.pain_points_column, none_labels=tuple(args.none_label))
+    heads = []
+    if args.sentiment_column:
+        heads.append(HeadColumn("sentiment", "single", args.sentiment_column, flag="--sentiment-column"))
+    if args.pain_points_column:
+        heads.append(HeadColumn("pain_points", "multi", args.pain_points_column, flag="--pain-points-column"))
+    heads += [HeadColumn.parse(spec) for spec in args.head]
+    return ColumnMapping(text=args.text_column, heads=tuple(heads), none_labels=tuple(args.none_label))
 
 
 def _report_skipped(data: "LoadedData") -> None:
@@ -146,55 +171,47 @@ def _report_skipped(data: "LoadedData") -> None:
 def _train(args: argparse.Namespace) -> None:
     import torch
 
-    from model import DEFAULT_BASE_MODEL, EarshotModel
-    from training import Trainer, TrainingConfig, read_examples, split_validation
-    from training.provenance import data_provenance
+    from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
+    from earshot.training import Trainer, TrainingConfig, read_examples, split_validation
+    from earshot.training.provenance import data_provenance
 
-    config = TrainingConfig(
-        output_dir=str(args.output), epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, head_learning_rate=args.head_learning_rate,
-        warmup_ratio=args.warmup_ratio, patience=args.patience, class_weighting=args.class_weighting,
-        pain_point_loss_weight=args.pain_point_loss_weight,
-        pain_point_ranking_weight=args.pain_point_ranking_weight,
-        threshold_shrinkage=args.threshold_shrinkage,
-        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress)
+    settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
+    config = TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
     mapping = _mapping(args)
     data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
     _report_skipped(data)
+    heads = data.heads(mapping)
     if args.validation is not None:
         validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows,
-                                   sentiment_labels=data.sentiment_labels(),
-                                   pain_point_labels=data.pain_point_labels())
+                                   known_labels={head.name: head.labels for head in heads})
         _report_skipped(validation)
         train_examples, validation_examples = data.examples, validation.examples
     else:
-        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, args.seed)
+        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, config.seed)
     torch.manual_seed(config.seed)  # the heads' initial weights
-    base_model = args.base_model or DEFAULT_BASE_MODEL
-    model = EarshotModel.from_base(base_model, data.sentiment_labels(), data.pain_point_labels(),
-                                   max_length=args.max_length)
+    extra = {"max_length": args.max_length} if hasattr(args, "max_length") else {}
+    model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, heads, label=args.label, **extra)
     model.config.provenance = data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
                                               validation_path=args.validation, licence=args.data_licence)
-    logger.info("training on %d rows, validating on %d; sentiment labels %s; %d pain-point labels",
-                len(train_examples), len(validation_examples), model.sentiment_labels, len(model.pain_point_labels))
+    logger.info("training on %d rows, validating on %d; heads %s", len(train_examples), len(validation_examples),
+                ", ".join(f"{h.name} ({h.kind}, {len(h.labels)} labels)" for h in heads))
     result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
-    if args.save_dtype == "float16":
-        model.save_pretrained(args.output, dtype=torch.float16)
-    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model in %s",
-                result.seconds, result.best_epoch, result.epochs_run, result.best_score, args.output)
+    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model %s in %s",
+                result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version, args.output)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from model import DEFAULT_MODEL_DIR, EarshotModel
-    from training import read_examples
-    from training.evaluation import evaluate, write_evaluation
+    from earshot.model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.training import read_examples
+    from earshot.training.evaluation import evaluate, write_evaluation
 
     model_dir = args.model or DEFAULT_MODEL_DIR
     model = EarshotModel.from_pretrained(model_dir, device=args.device, backend=args.backend)
     mapping = _mapping(args)
-    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows,
-                         sentiment_labels=model.sentiment_labels if mapping.sentiment else None,
-                         pain_point_labels=model.pain_point_labels if mapping.pain_points else None)
+    known = {}
+    for column in mapping.heads:
+        known[column.name] = model.config.head(column.name).labels
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
     _report_skipped(data)
     metrics = evaluate(model, data, mapping, batch_size=args.batch_size)
     written = write_evaluation(model, metrics, args.output or model_dir, model_dir=model_dir,
@@ -206,7 +223,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.model import DEFAULT_MODEL_DIR, EarshotModel
     from earshot.scoring import score_file
 
     model_dir = args.model or DEFAULT_MODEL_DIR
@@ -231,7 +248,7 @@ def _split(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from earshot.tables import read_chunks, table_format, write_part
-    from training.data import DataError, stratified_holdout
+    from earshot.training.data import DataError, stratified_holdout
 
     frame = pd.concat(list(read_chunks(args.data, 100_000)), ignore_index=True)
     missing = [c for c in args.stratify_column if c not in frame.columns]
@@ -248,29 +265,27 @@ def _split(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.model import read_config
     from earshot.report import build_report
 
-    model = EarshotModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, device="cpu")
-    tally = build_report(args.scored, args.output, model=model, text_column=args.text_column,
+    tally = build_report(args.scored, args.output, model_config=read_config(args.model), text_column=args.text_column,
                          date_column=args.date_column, by=args.by, title=args.title)
     logger.info("report on %d rows written to %s", tally.rows, args.output)
 
 
 def _export(args: argparse.Namespace) -> None:
-    from model import DEFAULT_MODEL_DIR, EarshotModel
-    from model.onnx_backend import export_onnx
+    from earshot.model import DEFAULT_MODEL_DIR, EarshotModel
+    from earshot.model.onnx_backend import export_onnx
 
     folder = args.model or DEFAULT_MODEL_DIR
-    written = export_onnx(EarshotModel.from_pretrained(folder, device="cpu"), Path(folder))
+    model = EarshotModel.from_pretrained(folder, device="cpu")
+    written = export_onnx(model, Path(folder), model.version)
     for backend, path in written.items():
         logger.info("%s: %s (%.1f MB)", backend, path, path.stat().st_size / 1e6)
 
 
 def _serve(args: argparse.Namespace) -> None:
     import os
-
-    import service
 
     env = dict(os.environ)
     if args.model is not None:
@@ -282,9 +297,9 @@ def _serve(args: argparse.Namespace) -> None:
                         ("EARSHOT_API_KEY", args.api_key)):
         if value is not None:
             env[name] = str(value)
-    root = Path(service.__file__).resolve().parent.parent
-    # This interpreter's bentoml, whether or not its virtual environment is on PATH.
-    command = [sys.executable, "-m", "bentoml", "serve", "service.service:Earshot", "--working-dir", str(root),
+    # This interpreter's bentoml, whether or not its virtual environment is on PATH; the service is the
+    # installed package's.
+    command = [sys.executable, "-m", "bentoml", "serve", "earshot.service.service:Earshot",
                "--host", args.host, "--port", str(args.port)]
     logger.info("serving on http://%s:%d (OpenAPI page at /)", args.host, args.port)
     os.execve(command[0], command, env)  # bentoml takes over this process: signals reach it directly
@@ -296,11 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], None] = args.handler
-    from training.data import DataError
+    from earshot.ray_engine import MissingExtraError
+    from earshot.training.data import DataError
 
     try:
         handler(args)
-    except (DataError, FileNotFoundError, ValueError) as error:
+    except (DataError, FileNotFoundError, ValueError, KeyError, MissingExtraError) as error:
         logger.error("%s", error)
         return 2
     return 0

@@ -21,10 +21,14 @@ from typing import Any
 
 import pandas as pd
 
-from .scoring import PREDICTION_COLUMNS, ScoreSummary, check_text_column, score_frame
+from .scoring import ScoreSummary, check_text_column, prediction_columns, score_frame
 from .tables import join_parts, read_columns, table_format, write_part
 
 logger = logging.getLogger(__name__)
+
+
+class MissingExtraError(RuntimeError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 class _Scorer:
@@ -32,7 +36,7 @@ class _Scorer:
 
     def __init__(self, model_dir: str, text_column: str, device: str | None, batch_size: int | None,
                  backend: str = "torch") -> None:
-        from model import EarshotModel
+        from .model import EarshotModel
 
         self.model = EarshotModel.from_pretrained(model_dir, device=device, backend=backend)
         self.text_column = text_column
@@ -64,13 +68,19 @@ def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, te
                         batch_size: int | None = None, device: str | None = None,
                         num_gpus_per_actor: float = 0.0, backend: str = "torch") -> ScoreSummary:
     """Score ``input_path`` on Ray; output written atomically like the local engine's."""
-    import ray
-    from ray.data import DataContext
+    try:
+        import ray
+        from ray.data import DataContext
+    except ModuleNotFoundError as error:
+        raise MissingExtraError(f"--engine ray needs Ray, which is not installed ({error}): "
+                                "pip install 'earshot[ray]'") from None
+    from .model import read_config
 
     started = time.monotonic()
     out_format = table_format(output_path)
     columns = read_columns(input_path)
-    check_text_column(columns, text_column, str(input_path))
+    heads = read_config(model_dir).heads
+    check_text_column(columns, text_column, str(input_path), heads)
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
@@ -101,7 +111,7 @@ def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, te
             errors += int(frame["error"].notna().sum())
         if not parts:
             part = work / f"part-000000.{out_format}"
-            write_part(pd.DataFrame(columns=[*columns, *PREDICTION_COLUMNS]), part, out_format)
+            write_part(pd.DataFrame(columns=[*columns, *prediction_columns(heads)]), part, out_format)
             parts.append(part)
         join_parts(parts, output_path, out_format)
         shutil.rmtree(work, ignore_errors=True)

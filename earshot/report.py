@@ -24,29 +24,57 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model import EarshotModel
+from earshot.model import EarshotConfig
 
+from .files import write_text_atomic
 from .tables import read_chunks, read_columns
 
 TOP_TEXTS = 3
 TOP_SEGMENTS = 12
-NO_PAIN = "(no pain point)"
+NO_LABEL = "(none)"
+# What the report calls the heads it knows; any other head is shown under its own name.
+TITLES = {"sentiment": "Sentiment", "pain_points": "Pain points", "praise_points": "What customers value"}
+MOOD_HEAD = "sentiment"  # a single head of this name colours the multi heads' charts
+
+
+def title(head: str) -> str:
+    return TITLES.get(head, head.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class ScoredHeads:
+    """The heads of a scored file, found from the columns ``earshot score`` writes for them."""
+
+    single: list[str]
+    multi: list[str]
+
+    @classmethod
+    def from_columns(cls, columns: list[str]) -> "ScoredHeads":
+        return cls(single=[c for c in columns if f"{c}_score" in columns],
+                   multi=[c for c in columns if f"{c}_scores" in columns])
+
+    @property
+    def mood(self) -> str | None:
+        return MOOD_HEAD if MOOD_HEAD in self.single else None
 
 
 @dataclass
 class Tally:
     """Everything the report shows, accumulated chunk by chunk."""
 
+    heads: ScoredHeads
     rows: int = 0
     errors: int = 0
-    sentiment: Counter = field(default_factory=Counter)
-    pain: Counter = field(default_factory=Counter)
-    pain_sentiment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    by_day: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    by_segment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    segment_sentiment: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    versions: Counter = field(default_factory=Counter)
+    single: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    multi: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    mood: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    by_day: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    by_segment: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    segment_mood: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     bad_dates: int = 0
-    examples: dict[str, list[tuple[float, int, str]]] = field(default_factory=lambda: defaultdict(list))
+    examples: dict[str, dict[str, list[tuple[float, int, str]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
 
     def add(self, frame: pd.DataFrame, text_column: str, date_column: str | None, by: str | None,
             offset: int) -> None:
@@ -54,32 +82,48 @@ class Tally:
         ok = frame["error"].isna() | (frame["error"].astype(str) == "")
         self.errors += int((~ok).sum())
         frame = frame[ok]
-        self.sentiment.update(frame["sentiment"].fillna("(none)"))
-        labels = frame["pain_points"].fillna("").astype(str).str.split(";")
+        if "model_version" in frame:
+            self.versions.update(frame["model_version"].dropna().astype(str))
+        for head in self.heads.single:
+            self.single[head].update(frame[head].fillna(NO_LABEL))
+        moods = frame[self.heads.mood].fillna(NO_LABEL) if self.heads.mood else pd.Series(NO_LABEL, index=frame.index)
         days = _days(frame[date_column]) if date_column else None
         if days is not None:
             self.bad_dates += int(days.isna().sum())
-        for position, (index, row) in enumerate(frame.iterrows()):
-            found = [label for label in labels.iloc[position] if label] or [NO_PAIN]
-            sentiment = row["sentiment"] if isinstance(row["sentiment"], str) else "(none)"
+        segments = frame[by].astype(str) if by else None
+        if segments is not None:
+            for segment, mood in zip(segments, moods):
+                self.segment_mood[segment][mood] += 1
+        for head in self.heads.multi:
+            self._add_multi(head, frame, moods, days, segments, text_column, offset)
+
+    def _add_multi(self, head: str, frame: pd.DataFrame, moods: pd.Series, days: pd.Series | None,
+                   segments: pd.Series | None, text_column: str, offset: int) -> None:
+        cells = frame[head].fillna("").astype(str).str.split(";")
+        for position, found in enumerate(cells):
+            found = [label for label in found if label] or [NO_LABEL]
             for label in found:
-                self.pain[label] += 1
-                self.pain_sentiment[label][sentiment] += 1
+                self.multi[head][label] += 1
+                self.mood[head][label][moods.iloc[position]] += 1
                 if days is not None and isinstance(days.iloc[position], str):
-                    self.by_day[days.iloc[position]][label] += 1
-                if by:
-                    self.by_segment[str(row[by])][label] += 1
-            if by:
-                self.segment_sentiment[str(row[by])][sentiment] += 1
-            if found != [NO_PAIN]:
-                scores = json.loads(row["pain_point_scores"])
-                for label in found:
-                    heap = self.examples[label]
-                    item = (float(scores.get(label, 0.0)), -(offset + position), str(row[text_column]))
-                    if len(heap) < TOP_TEXTS * 4:
-                        heapq.heappush(heap, item)
-                    else:
-                        heapq.heappushpop(heap, item)
+                    self.by_day[head][days.iloc[position]][label] += 1
+                if segments is not None:
+                    self.by_segment[head][segments.iloc[position]][label] += 1
+            if found == [NO_LABEL]:
+                continue
+            scores = json.loads(frame[f"{head}_scores"].iloc[position])
+            text = str(frame[text_column].iloc[position])
+            for label in found:
+                heap = self.examples[head][label]
+                item = (float(scores.get(label, 0.0)), -(offset + position), text)
+                if len(heap) < TOP_TEXTS * 4:
+                    heapq.heappush(heap, item)
+                else:
+                    heapq.heappushpop(heap, item)
+
+    def ranked(self, head: str) -> list[tuple[str, int]]:
+        """A multi head's labels by volume, the texts with none left out."""
+        return [(label, count) for label, count in self.multi[head].most_common() if label != NO_LABEL]
 
 
 def _days(values: pd.Series) -> pd.Series:
@@ -120,7 +164,7 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-SENTIMENT_COLOURS = {"negative": "#d9534f", "neutral": "#9e9e9e", "positive": "#5cb85c", "(none)": "#cccccc"}
+SENTIMENT_COLOURS = {"negative": "#d9534f", "neutral": "#9e9e9e", "positive": "#5cb85c", NO_LABEL: "#cccccc"}
 
 
 def _colour(label: str, i: int) -> str:
@@ -128,11 +172,11 @@ def _colour(label: str, i: int) -> str:
     return SENTIMENT_COLOURS.get(label, palette[i % len(palette)])
 
 
-def _sentiment_chart(tally: Tally) -> str:
+def _single_chart(counts: Counter) -> str:
     figure = _figure(6, 2.6)
     axes = figure.add_subplot()
-    labels = [label for label, _ in tally.sentiment.most_common()]
-    values = [tally.sentiment[label] for label in labels]
+    labels = [label for label, _ in counts.most_common()]
+    values = [counts[label] for label in labels]
     axes.barh(labels, values, color=[_colour(label, i) for i, label in enumerate(labels)])
     for i, value in enumerate(values):
         axes.text(value, i, f" {value} ({value / max(sum(values), 1):.0%})", va="center", fontsize=9)
@@ -143,24 +187,25 @@ def _sentiment_chart(tally: Tally) -> str:
     return _png(figure)
 
 
-def _pain_chart(tally: Tally, sentiments: list[str]) -> str:
-    ranked = [label for label, _ in tally.pain.most_common() if label != NO_PAIN]
+def _multi_chart(tally: Tally, head: str, moods: list[str]) -> str:
+    ranked = [label for label, _ in tally.ranked(head)]
     figure = _figure(7.5, max(2.5, 0.38 * len(ranked) + 1))
     axes = figure.add_subplot()
     left = np.zeros(len(ranked))
-    for i, sentiment in enumerate(sentiments):
-        values = np.array([tally.pain_sentiment[label][sentiment] for label in ranked], dtype=float)
-        axes.barh(ranked, values, left=left, color=_colour(sentiment, i), label=sentiment)
+    for i, mood in enumerate(moods):
+        values = np.array([tally.mood[head][label][mood] for label in ranked], dtype=float)
+        axes.barh(ranked, values, left=left, color=_colour(mood, i), label=mood if tally.heads.mood else None)
         left += values
     axes.invert_yaxis()
-    axes.set_xlabel("texts mentioning the pain point")
-    axes.legend(fontsize=8, loc="lower right")
+    axes.set_xlabel(f"texts ({title(head).lower()})")
+    if tally.heads.mood:
+        axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     return _png(figure)
 
 
-def _trend_chart(tally: Tally, top: list[str], period: str, words: str) -> str:
-    rolled = _rollup(tally.by_day, period)
+def _trend_chart(by_day: dict[str, Counter], top: list[str], period: str, words: str) -> str:
+    rolled = _rollup(by_day, period)
     figure = _figure(8, 3.4)
     axes = figure.add_subplot()
     x = list(rolled)
@@ -179,92 +224,62 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def build_report(scored: Path, output: Path, model: EarshotModel | None = None, text_column: str = "text",
+def build_report(scored: Path, output: Path, model_config: EarshotConfig | None = None, text_column: str = "text",
                  date_column: str | None = None, by: str | None = None, title: str | None = None,
                  chunk_size: int = 50_000) -> Tally:
-    """Write the HTML report for a file made by ``earshot score``; returns the counts shown."""
+    """Write the HTML report for a file made by ``earshot score``; returns the counts shown.
+
+    The heads come from the file's columns (``NAME`` + ``NAME_score`` for a single head, ``NAME`` +
+    ``NAME_scores`` for a multi head); ``model_config`` only adds the model's provenance.
+    """
     columns = read_columns(scored)
-    needed = [text_column, "sentiment", "pain_points", "pain_point_scores", "error"]
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise ValueError(f"{scored}: missing column(s) {missing}; found {columns}. Report on a file written by "
-                         "`earshot score` (and pass --text-column if its text column is not 'text')")
+    heads = ScoredHeads.from_columns(columns)
+    missing = [c for c in (text_column, "error") if c not in columns]
+    if missing or not (heads.single or heads.multi):
+        raise ValueError(f"{scored}: missing column(s) {missing or 'of any head'}; found {columns}. Report on a file "
+                         "written by `earshot score` (and pass --text-column if its text column is not 'text')")
     for flag, column in (("--date-column", date_column), ("--by", by)):
         if column is not None and column not in columns:
             raise ValueError(f"{scored}: no column {column!r} for {flag}; found {columns}")
-    tally = Tally()
+    tally = Tally(heads)
     offset = 0
     for chunk in read_chunks(scored, chunk_size):
         tally.add(chunk, text_column, date_column, by, offset)
         offset += len(chunk)
-    page = _render(tally, scored, model, date_column, by, title)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(output)
+    write_text_atomic(output, _render(tally, scored, model_config, date_column, by, title))
     return tally
 
 
-def _render(tally: Tally, scored: Path, model: EarshotModel | None, date_column: str | None, by: str | None,
-            title: str | None) -> str:
-    sentiments = [label for label, _ in tally.sentiment.most_common()]
+def _render(tally: Tally, scored: Path, config: EarshotConfig | None, date_column: str | None, by: str | None,
+            heading_text: str | None) -> str:
+    heads = tally.heads
+    moods = [label for label, _ in tally.single[heads.mood].most_common()] if heads.mood else [NO_LABEL]
     scored_rows = tally.rows - tally.errors
-    ranked = [(label, count) for label, count in tally.pain.most_common() if label != NO_PAIN]
-    sections = [f"<section id='sentiment'><h2>Sentiment mix</h2><img alt='sentiment mix' "
-                f"src='{_sentiment_chart(tally)}'></section>"]
-    pain_rows = [[label, count, f"{count / max(scored_rows, 1):.1%}",
-                  *[tally.pain_sentiment[label][s] for s in sentiments]] for label, count in ranked]
-    sections.append(
-        "<section id='pain-points'><h2>Pain points by volume</h2>"
-        + (f"<img alt='pain points' src='{_pain_chart(tally, sentiments)}'>" if ranked else "<p>No pain points found.</p>")
-        + _table(["pain point", "texts", "share of texts", *sentiments], pain_rows) + "</section>")
+    sections = [f"<section id='{head}'><h2>{html.escape(title(head))} mix</h2><img alt='{head} mix' "
+                f"src='{_single_chart(tally.single[head])}'></section>" for head in heads.single]
+    for head in heads.multi:
+        ranked = tally.ranked(head)
+        rows = [[label, count, f"{count / max(scored_rows, 1):.1%}",
+                 *([tally.mood[head][label][m] for m in moods] if heads.mood else [])] for label, count in ranked]
+        chart = (f"<img alt='{head}' src='{_multi_chart(tally, head, moods)}'>" if ranked
+                 else f"<p>No {html.escape(title(head).lower())} found.</p>")
+        sections.append(f"<section id='{head.replace('_', '-')}'><h2>{html.escape(title(head))} by volume</h2>{chart}"
+                        + _table([title(head), "texts", "share of texts", *(moods if heads.mood else [])], rows)
+                        + "</section>")
     if date_column:
-        top = [label for label, _ in ranked[:6]]
-        period, words = _granularity(list(tally.by_day)) if tally.by_day else ("D", "daily")
-        trend = (f"<img alt='trend' src='{_trend_chart(tally, top, period, words)}'>" if tally.by_day and top
-                 else "<p>No parseable dates.</p>")
-        note = f"<p class='note'>{tally.bad_dates} rows had no parseable date.</p>" if tally.bad_dates else ""
-        sections.append(f"<section id='trend'><h2>Trend over time ({words}, by {html.escape(date_column)})</h2>"
-                        f"{trend}{note}</section>")
+        sections.append(_trend_section(tally, date_column))
     if by:
-        segments = sorted(tally.segment_sentiment, key=lambda s: -sum(tally.segment_sentiment[s].values()))
-        shown = segments[:TOP_SEGMENTS]
-        top = [label for label, _ in ranked[:6]]
-        rows = []
-        for segment in shown:
-            total = sum(tally.segment_sentiment[segment].values())
-            rows.append([segment, total, *[f"{tally.segment_sentiment[segment][s] / max(total, 1):.0%}" for s in sentiments],
-                         *[tally.by_segment[segment][label] for label in top]])
-        more = f"<p class='note'>{len(segments) - len(shown)} smaller segments not shown.</p>" if len(segments) > len(shown) else ""
-        sections.append(f"<section id='segments'><h2>Breakdown by {html.escape(by)}</h2>"
-                        + _table([by, "texts", *[f"% {s}" for s in sentiments], *top], rows) + more + "</section>")
-    quotes = []
-    for label, _ in ranked:
-        best = sorted(tally.examples[label], reverse=True)
-        seen: set[str] = set()
-        items = []
-        for score, _, text in best:
-            if text not in seen and len(items) < TOP_TEXTS:
-                seen.add(text)
-                items.append(f"<li><span class='score'>{score:.2f}</span> {html.escape(text)}</li>")
-        quotes.append(f"<h3>{html.escape(label)}</h3><ul>{''.join(items)}</ul>")
-    sections.append("<section id='examples'><h2>Most representative texts</h2><p class='note'>The texts the model "
-                    "is most confident about for each pain point.</p>" + "".join(quotes) + "</section>")
-    provenance = [["scored file", scored.name], ["rows", tally.rows], ["rows scored", scored_rows],
-                  ["rows with an error (not scored)", tally.errors],
-                  ["report made", datetime.now(timezone.utc).isoformat(timespec="seconds")]]
-    if model is not None:
-        config = model.config
-        provenance += [["base model", config.base_model],
-                       ["trained on", f"{config.provenance.get('data_file', '?')} "
-                                      f"({config.provenance.get('data_licence') or 'licence not stated'})"],
-                       ["pain-point labels", ", ".join(config.pain_point_labels)],
-                       ["trained at", config.provenance.get("trained_at", "?")]]
-    sections.append("<section id='provenance'><h2>Model and data provenance</h2>" + _table(["", ""], provenance)
-                    + "</section>")
-    heading = html.escape(title or f"Voice of the Customer: {scored.name}")
-    negative = tally.sentiment.get("negative", 0)
-    summary = (f"{scored_rows} texts scored; {negative / max(scored_rows, 1):.0%} negative; top pain point: "
-               f"{html.escape(ranked[0][0]) if ranked else 'none'}.")
+        sections.append(_segment_section(tally, by, moods))
+    sections.append(_examples_section(tally))
+    sections.append(_provenance_section(tally, scored, config))
+    heading = html.escape(heading_text or f"Voice of the Customer: {scored.name}")
+    summary = [f"{scored_rows} texts scored"]
+    if heads.mood:
+        summary.append(f"{tally.single[heads.mood].get('negative', 0) / max(scored_rows, 1):.0%} negative")
+    for head in heads.multi:
+        ranked = tally.ranked(head)
+        summary.append(f"top of {html.escape(title(head).lower())}: {html.escape(ranked[0][0]) if ranked else 'none'}")
+    summary = "; ".join(summary) + "."
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{heading}</title>
 <style>
@@ -280,3 +295,63 @@ li {{ margin: .25rem 0; }}
 {''.join(sections)}
 </body></html>
 """
+
+
+def _trend_section(tally: Tally, date_column: str) -> str:
+    days = sorted({day for head in tally.heads.multi for day in tally.by_day[head]})
+    period, words = _granularity(days) if days else ("D", "daily")
+    charts = []
+    for head in tally.heads.multi:
+        top = [label for label, _ in tally.ranked(head)[:6]]
+        if tally.by_day[head] and top:
+            charts.append(f"<h3>{html.escape(title(head))}</h3><img alt='{head} trend' "
+                          f"src='{_trend_chart(tally.by_day[head], top, period, words)}'>")
+    body = "".join(charts) or "<p>No parseable dates.</p>"
+    note = f"<p class='note'>{tally.bad_dates} rows had no parseable date.</p>" if tally.bad_dates else ""
+    return (f"<section id='trend'><h2>Trend over time ({words}, by {html.escape(date_column)})</h2>"
+            f"{body}{note}</section>")
+
+
+def _segment_section(tally: Tally, by: str, moods: list[str]) -> str:
+    segments = sorted(tally.segment_mood, key=lambda s: -sum(tally.segment_mood[s].values()))
+    shown = segments[:TOP_SEGMENTS]
+    tops = [(head, label) for head in tally.heads.multi for label, _ in tally.ranked(head)[:4]]
+    rows = []
+    for segment in shown:
+        total = sum(tally.segment_mood[segment].values())
+        rows.append([segment, total,
+                     *([f"{tally.segment_mood[segment][m] / max(total, 1):.0%}" for m in moods] if tally.heads.mood else []),
+                     *[tally.by_segment[head][segment][label] for head, label in tops]])
+    more = (f"<p class='note'>{len(segments) - len(shown)} smaller segments not shown.</p>"
+            if len(segments) > len(shown) else "")
+    headers = [by, "texts", *([f"% {m}" for m in moods] if tally.heads.mood else []), *[label for _, label in tops]]
+    return f"<section id='segments'><h2>Breakdown by {html.escape(by)}</h2>" + _table(headers, rows) + more + "</section>"
+
+
+def _examples_section(tally: Tally) -> str:
+    quotes = []
+    for head in tally.heads.multi:
+        for label, _ in tally.ranked(head):
+            seen: set[str] = set()
+            items = []
+            for score, _, text in sorted(tally.examples[head][label], reverse=True):
+                if text not in seen and len(items) < TOP_TEXTS:
+                    seen.add(text)
+                    items.append(f"<li><span class='score'>{score:.2f}</span> {html.escape(text)}</li>")
+            quotes.append(f"<h3>{html.escape(title(head))}: {html.escape(label)}</h3><ul>{''.join(items)}</ul>")
+    return ("<section id='examples'><h2>Most representative texts</h2><p class='note'>The texts the model is most "
+            "confident about for each label.</p>" + "".join(quotes) + "</section>")
+
+
+def _provenance_section(tally: Tally, scored: Path, config: EarshotConfig | None) -> str:
+    rows = [["scored file", scored.name], ["rows", tally.rows], ["rows scored", tally.rows - tally.errors],
+            ["rows with an error (not scored)", tally.errors],
+            ["model version(s)", ", ".join(f"{v} ({n} rows)" for v, n in tally.versions.most_common()) or "not recorded"],
+            ["report made", datetime.now(timezone.utc).isoformat(timespec="seconds")]]
+    if config is not None:
+        rows += [["base model", config.base_model],
+                 ["trained on", f"{config.provenance.get('data_file', '?')} "
+                                f"({config.provenance.get('data_licence') or 'licence not stated'})"],
+                 *[[f"{title(h.name)} labels", ", ".join(h.labels)] for h in config.heads],
+                 ["trained at", config.provenance.get("trained_at", "?")]]
+    return "<section id='provenance'><h2>Model and data provenance</h2>" + _table(["", ""], rows) + "</section>"

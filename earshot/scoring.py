@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,14 +25,28 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from model import EarshotModel
-from training.data import DataError
+from earshot.model import MULTI, EarshotModel, Head
+from earshot.training.data import DataError
 
+from .files import write_text_atomic
 from .tables import count_rows, join_parts, read_chunks, read_columns, table_format, write_part
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("sentiment", "sentiment_score", "pain_points", "pain_point_scores", "error")
+
+def prediction_columns(heads: list[Head]) -> list[str]:
+    """The columns scoring adds: per single head ``NAME`` (label) and ``NAME_score``; per multi head
+    ``NAME`` (labels at or over threshold, ';'-joined) and ``NAME_scores`` (JSON, every label);
+    then ``model_version`` and ``error``.
+
+    Example:
+        >>> prediction_columns([Head("sentiment", "single", ["neg", "pos"]), Head("pain_points", "multi", ["late"])])
+        ['sentiment', 'sentiment_score', 'pain_points', 'pain_points_scores', 'model_version', 'error']
+    """
+    columns = []
+    for head in heads:
+        columns += [head.name, f"{head.name}_scores" if head.kind == MULTI else f"{head.name}_score"]
+    return [*columns, "model_version", "error"]
 
 
 @dataclass
@@ -44,12 +57,12 @@ class ScoreSummary:
     resumed_rows: int = 0
 
 
-def check_text_column(columns: list[str], text_column: str, source: str) -> None:
+def check_text_column(columns: list[str], text_column: str, source: str, heads: list[Head]) -> None:
     """A DataError naming the missing text column, the columns found and the flag; or clashing names."""
     if text_column not in columns:
         raise DataError(f"{source}: no text column {text_column!r}. Found columns: {columns}. "
                         "Pass --text-column NAME to use another column.")
-    clashes = [c for c in PREDICTION_COLUMNS if c in columns]
+    clashes = [c for c in prediction_columns(heads) if c in columns]
     if clashes:
         raise DataError(f"{source}: already has column(s) {clashes}, which scoring adds; rename or drop them "
                         "first so that no input value is overwritten")
@@ -76,21 +89,23 @@ def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
     problems = [text_problem(value) for value in frame[text_column]]
     good = [i for i, problem in enumerate(problems) if problem is None]
     predictions = model.predict([frame[text_column].iat[i] for i in good], batch_size=batch_size)
-    n = len(frame)
-    sentiment: list[str | None] = [None] * n
-    sentiment_score: list[float | None] = [None] * n
-    pain_points: list[str | None] = [None] * n
-    pain_point_scores: list[str | None] = [None] * n
-    for i, prediction in zip(good, predictions):
-        sentiment[i] = prediction.sentiment
-        sentiment_score[i] = prediction.sentiment_score
-        pain_points[i] = ";".join(p.label for p in prediction.pain_points)
-        pain_point_scores[i] = json.dumps({k: round(v, 6) for k, v in prediction.pain_point_scores.items()})
     scored = frame.copy()
-    scored["sentiment"] = sentiment
-    scored["sentiment_score"] = pd.array(sentiment_score, dtype="Float64")
-    scored["pain_points"] = pain_points
-    scored["pain_point_scores"] = pain_point_scores
+    for head in model.config.heads:
+        labels: list[str | None] = [None] * len(frame)
+        scores: list[Any] = [None] * len(frame)
+        for i, prediction in zip(good, predictions):
+            answer = prediction[head.name]
+            if head.kind == MULTI:
+                labels[i] = ";".join(p.label for p in answer.labels)
+                scores[i] = json.dumps({k: round(v, 6) for k, v in answer.scores.items()})
+            else:
+                labels[i], scores[i] = answer.label, answer.labels[0].score
+        scored[head.name] = labels
+        if head.kind == MULTI:
+            scored[f"{head.name}_scores"] = scores
+        else:
+            scored[f"{head.name}_score"] = pd.array(scores, dtype="Float64")
+    scored["model_version"] = [model.version if problem is None else None for problem in problems]
     scored["error"] = problems
     return scored
 
@@ -107,7 +122,7 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
     out_format = table_format(output_path)
     table_format(input_path)
     columns = read_columns(input_path)
-    check_text_column(columns, text_column, str(input_path))
+    check_text_column(columns, text_column, str(input_path), model.config.heads)
     work = _work_dir(output_path)
     manifest = _manifest(model, input_path, text_column, chunk_size, out_format)
     done_errors = _prepare_work_dir(work, manifest, resume)
@@ -135,7 +150,7 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
     bar.close()
     if not parts:  # an input with a header and no rows still gives an output with every column
         part = work / f"part-000000.{out_format}"
-        write_part(pd.DataFrame(columns=[*columns, *PREDICTION_COLUMNS]), part, out_format)
+        write_part(pd.DataFrame(columns=[*columns, *prediction_columns(model.config.heads)]), part, out_format)
         parts.append(part)
     join_parts(parts, output_path, out_format)
     shutil.rmtree(work, ignore_errors=True)
@@ -150,9 +165,8 @@ def _work_dir(output_path: Path) -> Path:
 
 def _manifest(model: EarshotModel, input_path: Path, text_column: str, chunk_size: int, out_format: str) -> dict:
     stat = input_path.stat()
-    weights = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
     return {"input": str(input_path.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-            "text_column": text_column, "chunk_size": chunk_size, "format": out_format, "model": weights}
+            "text_column": text_column, "chunk_size": chunk_size, "format": out_format, "model": model.version}
 
 
 def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[int]:
@@ -172,7 +186,7 @@ def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[int]:
             logger.info("starting over: removing the parts of an earlier interrupted run in %s", work)
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    (work / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_text_atomic(work / "manifest.json", json.dumps(manifest))
     return []
 
 

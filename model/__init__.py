@@ -1,11 +1,14 @@
-"""Earshot's model: one encoder, a sentiment head and a multi-label pain-point head."""
+"""Earshot's model: one encoder and any number of heads (``single`` or ``multi`` label), one forward pass."""
 
 from .base import DEFAULT_BASE_MODEL, DEFAULT_MODEL_DIR, resolve_base_model
 from .config import EarshotConfig
 from .device import resolve_device
-from .modeling import EarshotModel, PainPoint, Prediction, Probabilities, check_texts
+from .heads import MULTI, SINGLE, Head
+from .modeling import (EarshotModel, HeadPrediction, LabelScore, Prediction, Probabilities, check_texts, read_config,
+                       version_id)
 
 __all__ = [
-    "DEFAULT_BASE_MODEL", "DEFAULT_MODEL_DIR", "EarshotConfig", "EarshotModel", "PainPoint", "Prediction",
-    "Probabilities", "check_texts", "resolve_base_model", "resolve_device",
+    "DEFAULT_BASE_MODEL", "DEFAULT_MODEL_DIR", "EarshotConfig", "EarshotModel", "Head", "HeadPrediction",
+    "LabelScore", "MULTI", "Prediction", "Probabilities", "SINGLE", "check_texts", "read_config", "resolve_base_model",
+    "resolve_device", "version_id",
 ]

@@ -3,6 +3,10 @@
 The encoder's configuration (hidden size, vocabulary, ...) stays at the top level of ``config.json``
 so that the folder remains readable by ``transformers.AutoConfig``; everything earshot adds lives
 under one key so that it never collides with a transformers field.
+
+A model is a list of heads (``model.heads.Head``): data, not code. Folders written before heads were
+data (format 1: ``sentiment_labels`` and ``pain_point_labels``) are migrated when read, and their
+files are never rewritten.
 """
 
 from __future__ import annotations
@@ -10,62 +14,93 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .heads import MULTI, SINGLE, Head
+
 CONFIG_KEY = "earshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 named its two heads in code; these are the names and weight prefixes they migrate to.
+LEGACY_HEADS = {"sentiment_head.": "heads.sentiment.", "pain_point_head.": "heads.pain_points."}
 
 
 @dataclass
 class EarshotConfig:
-    """Labels, thresholds and provenance of one trained earshot model.
+    """Heads, labels, thresholds and provenance of one earshot model.
 
     Example:
-        >>> cfg = EarshotConfig(sentiment_labels=["negative", "positive"], pain_point_labels=["late"])
-        >>> cfg.thresholds
+        >>> cfg = EarshotConfig(heads=[Head("sentiment", "single", ["negative", "positive"]),
+        ...                            Head("pain_points", "multi", ["late"])])
+        >>> cfg.head("pain_points").thresholds
         {'late': 0.5}
     """
 
-    sentiment_labels: list[str]
-    pain_point_labels: list[str]
-    thresholds: dict[str, float] = field(default_factory=dict)
+    heads: list[Head]
     base_model: str = ""
     max_length: int = 128
     pooling: str = "mean"
-    version: str = "0"
+    label: str = ""  # a human name for this model version (the version id itself is derived from the files)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        for name, labels in (("sentiment", self.sentiment_labels), ("pain-point", self.pain_point_labels)):
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"duplicate {name} labels: {labels}")
-        if not self.sentiment_labels and not self.pain_point_labels:
-            raise ValueError("a model needs at least one head: no sentiment and no pain-point labels were given")
-        if len(self.sentiment_labels) == 1:
-            raise ValueError(f"a sentiment head needs at least two classes, got {self.sentiment_labels}")
-        unknown = set(self.thresholds) - set(self.pain_point_labels)
-        if unknown:
-            raise ValueError(f"thresholds given for unknown pain points: {sorted(unknown)}")
-        for label in self.pain_point_labels:
-            self.thresholds.setdefault(label, 0.5)
-        for label, value in self.thresholds.items():
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"threshold for {label!r} must be in (0, 1), got {value}")
+        self.heads = [h if isinstance(h, Head) else Head.from_dict(h) for h in self.heads]
+        if not self.heads:
+            raise ValueError("a model needs at least one head (a label column to learn from)")
+        names = [h.name for h in self.heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate head names: {names}")
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
 
+    def head(self, name: str) -> Head:
+        """The head called ``name``, or a KeyError listing the heads there are."""
+        for head in self.heads:
+            if head.name == name:
+                return head
+        raise KeyError(f"the model has no head {name!r}; its heads are {[h.name for h in self.heads]}")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["heads"] = [h.to_dict() for h in self.heads]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EarshotConfig":
-        version = data.get("format_version", FORMAT_VERSION)
+        version = data.get("format_version", 1)
         if version > FORMAT_VERSION:
             raise ValueError(
                 f"this model folder was written by a newer earshot (format {version}); "
                 f"this earshot reads format {FORMAT_VERSION} at most: upgrade earshot"
             )
+        if version < 2:
+            data = _from_format_1(data)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1's two fixed heads as a list of heads; the rest unchanged."""
+    heads = []
+    if data.get("sentiment_labels"):
+        heads.append({"name": "sentiment", "kind": SINGLE, "labels": data["sentiment_labels"]})
+    if data.get("pain_point_labels"):
+        heads.append({"name": "pain_points", "kind": MULTI, "labels": data["pain_point_labels"],
+                      "thresholds": data.get("thresholds", {})})
+    rest = {k: v for k, v in data.items() if k not in ("sentiment_labels", "pain_point_labels", "thresholds",
+                                                        "version")}
+    return {**rest, "heads": heads, "format_version": FORMAT_VERSION}
+
+
+def migrate_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Weights saved by format 1 under the heads' new names (``sentiment_head.weight`` ->
+    ``heads.sentiment.weight``); other names unchanged."""
+    renamed = {}
+    for name, tensor in state.items():
+        for old, new in LEGACY_HEADS.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        renamed[name] = tensor
+    return renamed

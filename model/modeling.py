@@ -1,9 +1,9 @@
-"""The earshot model: one encoder, a sentiment head and a pain-point head, one forward pass.
+"""The earshot model: one encoder, any number of heads, one forward pass for all of them.
 
 Example:
-    >>> from model import EarshotModel
+    >>> from earshot.model import EarshotModel
     >>> model = EarshotModel.from_pretrained()          # the shipped default model
-    >>> model.predict(["My bag never arrived"])[0].pain_points[0].label
+    >>> model.predict(["My bag never arrived"])[0]["pain_points"].label
     'Lost Luggage'
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -23,63 +22,78 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from earshot.files import atomic_path, sha256
+
 from .base import DEFAULT_MODEL_DIR, resolve_base_model
 from .batching import PASS_COST_TOKENS, length_chunks
-from .config import CONFIG_KEY, EarshotConfig
+from .config import CONFIG_KEY, EarshotConfig, migrate_state
 from .device import inference_dtype, resolve_device
+from .heads import MULTI, SINGLE, Head
+from .onnx_backend import ExportError, load_onnx_runner
 from .packing import pack, position_offset
+from .runners import BACKENDS, Runner, TorchRunner
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+EMBEDDING = "embedding"
 
 
 @dataclass(frozen=True)
-class PainPoint:
-    """One pain point found in a text, with the model's confidence."""
+class LabelScore:
+    """One label with the model's confidence in it."""
 
     label: str
     score: float
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """Everything the model says about one text.
+class HeadPrediction:
+    """What one head says about one text.
 
-    ``sentiment`` is ``None`` only for a model trained without sentiment labels (e.g. Banking77).
-    ``pain_points`` lists the labels whose score reached their threshold, highest score first.
+    ``labels``: for a ``single`` head, the one best label; for a ``multi`` head, the labels whose
+    score reached their threshold, highest first (possibly none). ``scores`` has every label.
     """
 
-    sentiment: str | None
-    sentiment_score: float | None
-    sentiment_scores: dict[str, float]
-    pain_points: list[PainPoint]
-    pain_point_scores: dict[str, float]
-    truncated: bool
+    kind: str
+    labels: list[LabelScore]
+    scores: dict[str, float]
+
+    @property
+    def label(self) -> str | None:
+        """The best label (single), or the best label over its threshold (multi); None if none."""
+        return self.labels[0].label if self.labels else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "sentiment": self.sentiment,
-            "sentiment_score": self.sentiment_score,
-            "sentiment_scores": self.sentiment_scores,
-            "pain_points": [{"label": p.label, "score": p.score} for p in self.pain_points],
-            "pain_point_scores": self.pain_point_scores,
-            "truncated": self.truncated,
-        }
+        return {"kind": self.kind, "labels": [{"label": p.label, "score": p.score} for p in self.labels],
+                "scores": self.scores}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Everything the model says about one text: one ``HeadPrediction`` per head, by name."""
+
+    heads: dict[str, HeadPrediction]
+    truncated: bool
+
+    def __getitem__(self, head: str) -> HeadPrediction:
+        return self.heads[head]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": {name: head.to_dict() for name, head in self.heads.items()}, "truncated": self.truncated}
 
 
 @dataclass(frozen=True)
 class Probabilities:
-    """Raw head outputs for ``n`` texts, in input order.
+    """Each head's probabilities for ``n`` texts, in input order: ``scores[head]`` is
+    ``(n, labels)``, softmax for single heads, independent sigmoids for multi heads."""
 
-    ``sentiment`` is ``(n, len(sentiment_labels))`` softmax probabilities, ``pain_points`` is
-    ``(n, len(pain_point_labels))`` independent sigmoid probabilities, ``truncated`` is ``(n,)``.
-    """
-
-    sentiment: np.ndarray
-    pain_points: np.ndarray
+    scores: dict[str, np.ndarray]
     truncated: np.ndarray
+
+    def __getitem__(self, head: str) -> np.ndarray:
+        return self.scores[head]
 
 
 @dataclass
@@ -91,11 +105,12 @@ class Encoded:
 
 
 class EarshotModel(nn.Module):
-    """A multi-task feedback classifier.
+    """A multi-head feedback classifier.
 
     Build a new one for training with :meth:`from_base`, load a trained one with
     :meth:`from_pretrained`; :meth:`predict` is the one inference path that the CLI, the batch
-    scorer, the Ray job and the HTTP service all call.
+    scorer, the Ray job and the HTTP service all call. It runs through the runner chosen at load
+    (``self.runner``: torch, onnx or onnx-int8) and never asks which one it has.
     """
 
     def __init__(self, encoder: nn.Module, tokenizer: PreTrainedTokenizerBase, config: EarshotConfig,
@@ -106,107 +121,99 @@ class EarshotModel(nn.Module):
         self.config = config
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.sentiment_head = nn.Linear(hidden, len(config.sentiment_labels)) if config.sentiment_labels else None
-        self.pain_point_head = nn.Linear(hidden, len(config.pain_point_labels)) if config.pain_point_labels else None
-        self._thresholds = np.array([config.thresholds[label] for label in config.pain_point_labels],
-                                    dtype=np.float32)
-        self.backend = "torch"
-        self._runner: Any = None  # an ONNX Runtime session when backend is not torch
+        self.heads = nn.ModuleDict({head.name: nn.Linear(hidden, len(head.labels)) for head in config.heads})
+        self.runner: Runner = TorchRunner(self)
+        self.version: str | None = None  # the saved folder's id (``version_id``); None until saved or loaded
         # Where positions start when several texts share a row (model/packing.py); None: padded passes.
         self.position_offset = position_offset(encoder)
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
-    def from_base(cls, base_model: str, sentiment_labels: Sequence[str], pain_point_labels: Sequence[str],
-                  max_length: int = 128, **config_fields: Any) -> "EarshotModel":
+    def from_base(cls, base_model: str, heads: Sequence[Head], max_length: int = 128,
+                  **config_fields: Any) -> "EarshotModel":
         """A fresh model on a pretrained encoder (hub id or local folder), heads untrained.
 
         Example:
             >>> m = EarshotModel.from_base("sentence-transformers/all-MiniLM-L6-v2",
-            ...                            ["negative", "positive"], ["late", "rude"])
+            ...                            [Head("sentiment", "single", ["negative", "positive"]),
+            ...                             Head("pain_points", "multi", ["late", "rude"])])
         """
         location = resolve_base_model(base_model)
         encoder = AutoModel.from_pretrained(location)
         tokenizer = AutoTokenizer.from_pretrained(location)
-        config = EarshotConfig(sentiment_labels=list(sentiment_labels), pain_point_labels=list(pain_point_labels),
-                               base_model=base_model, max_length=max_length, **config_fields)
+        config = EarshotConfig(heads=list(heads), base_model=base_model, max_length=max_length, **config_fields)
         return cls(encoder, tokenizer, config)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None,
                         device: str | torch.device | None = None, backend: str = "torch") -> "EarshotModel":
-        """Load a trained model folder (default: the shipped airline model) onto a device.
+        """Load a trained model folder (default: the shipped airline model) with the runner for ``backend``.
 
         Weights are read from safetensors only: a pickle file is never loaded, since unpickling
         a user-supplied file runs arbitrary code. ``backend`` "onnx" or "onnx-int8" runs the network
         in ONNX Runtime on the CPU, from an export cached in the folder (built when missing or stale).
-        "auto" takes "onnx-int8" on the CPU and "torch" on an accelerator;
-        when the int8 export is missing and cannot be written, it says why and falls back to torch.
+        "auto" takes "onnx-int8" on the CPU and "torch" on an accelerator; when the int8 export is
+        missing and cannot be written, it says why and falls back to torch.
 
         Example:
             >>> model = EarshotModel.from_pretrained(device="cpu")
         """
-        from .onnx_backend import BACKENDS, ExportError, load_runner
-
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"unknown backend {backend!r}; use one of {[*BACKENDS, 'auto']}")
         folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
-        config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{folder} is not a model folder: it has no {CONFIG_NAME}")
-        raw = json.loads(config_file.read_text(encoding="utf-8"))
-        if CONFIG_KEY not in raw:
-            raise ValueError(f"{config_file} has no {CONFIG_KEY!r} section: it is not an earshot model "
-                             "(train one with `earshot train`)")
-        if not weights_file.is_file():
-            pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
-            hint = f" (found {pickles}: pickle files are not loaded, convert them to safetensors)" if pickles else ""
-            raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}{hint}")
-        config = EarshotConfig.from_dict(raw[CONFIG_KEY])
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-        model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
-        state = {name: tensor.float() for name, tensor in load_file(weights_file).items()}
-        model.load_state_dict(state, strict=True)
+        model = cls._read(folder)
         automatic = backend == "auto"
-        if automatic:
-            # int8 ONNX on the CPU (as accurate as fp32 on the airline data, 1.3x faster, per-token scales so
-            # batch-independent: model/int8.py), torch elsewhere.
-            backend, device = ("onnx-int8", "cpu") if resolve_device(device).type == "cpu" else ("torch", device)
+        backend, device = _choose_backend(backend, device)
         if backend == "torch":
             return model.to_device(device)
-        if device not in (None, "auto", "cpu"):
-            raise ValueError(f"backend {backend!r} runs on the CPU; use backend 'torch' for device {device!r}")
         model.to_device("cpu")
         try:
-            model._runner = load_runner(model, folder, backend)
+            model.runner = load_onnx_runner(model, folder, model.version, backend)
         except ExportError as error:
             if not automatic:
                 raise
             logger.warning("backend auto: %s; %s is read-only, so serving with torch (slower)", error, folder)
-            return model
-        model.backend = backend
         return model
 
-    def save_pretrained(self, path: str | os.PathLike[str], dtype: torch.dtype | None = None) -> None:
-        """Write config, safetensors weights and tokenizer into ``path``.
+    @classmethod
+    def _read(cls, folder: Path) -> "EarshotModel":
+        """The model in ``folder`` on the CPU in float32, with its version id; format-1 folders migrated."""
+        config = read_config(folder)
+        weights_file = folder / WEIGHTS_NAME
+        if not weights_file.is_file():
+            pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
+            hint = f" (found {pickles}: pickle files are not loaded, convert them to safetensors)" if pickles else ""
+            raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}{hint}")
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+        model = cls(encoder, AutoTokenizer.from_pretrained(folder), config)
+        state = migrate_state({name: tensor.float() for name, tensor in load_file(weights_file).items()})
+        model.load_state_dict(state, strict=True)
+        model.version = version_id(folder)
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike[str], dtype: torch.dtype | None = None) -> str:
+        """Write config, safetensors weights and tokenizer into ``path``; returns the new version id.
 
         ``dtype=torch.float16`` halves the file (used for the model shipped in git); loading
         always restores float32 on CPU.
 
         Example:
             >>> model.save_pretrained("runs/my-model")
+            '3f2a9c0d1b7e4a56'
         """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         state = {name: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
                  for name, t in self.state_dict().items()}
         with atomic_path(folder / WEIGHTS_NAME) as tmp:
-            save_file(state, tmp, metadata={"format": "pt"})
+            save_file(state, str(tmp), metadata={"format": "pt"})
         config = self.encoder.config.to_dict()
         config[CONFIG_KEY] = self.config.to_dict()
         with atomic_path(folder / CONFIG_NAME) as tmp:
-            Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         self.tokenizer.save_pretrained(folder)
+        self.version = version_id(folder)
+        return self.version
 
     def to_device(self, device: str | torch.device | None = None) -> "EarshotModel":
         """Move to ``device`` (auto when None), in half precision on accelerators."""
@@ -216,53 +223,43 @@ class EarshotModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.runner.device
 
     @property
-    def sentiment_labels(self) -> list[str]:
-        return self.config.sentiment_labels
+    def backend(self) -> str:
+        return self.runner.name
 
-    @property
-    def pain_point_labels(self) -> list[str]:
-        return self.config.pain_point_labels
-
-    def set_thresholds(self, thresholds: dict[str, float]) -> None:
-        """Replace the pain-point thresholds (validated like the config)."""
-        self.config = EarshotConfig.from_dict({**self.config.to_dict(), "thresholds": dict(thresholds)})
-        self._thresholds = np.array([self.config.thresholds[label] for label in self.pain_point_labels],
-                                    dtype=np.float32)
+    def set_thresholds(self, thresholds: dict[str, dict[str, float]]) -> None:
+        """Replace multi heads' thresholds, ``{head: {label: threshold}}`` (validated like the config)."""
+        heads = [Head(h.name, h.kind, h.labels, thresholds.get(h.name, h.thresholds)) if h.kind == MULTI else h
+                 for h in self.config.heads]
+        self.config.heads = heads
 
     # ------------------------------------------------------------------------------------ forward
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of both heads from one encoder pass: ``(sentiment, pain_points)``.
-
-        A head the model does not have gives a ``(batch, 0)`` tensor.
-        """
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pooled ``embedding`` and every head's logits (by head name) from one encoder pass."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.config.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self._heads(pooled)
+        return self._outputs(pooled)
 
     def forward_packed(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       pooling: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of both heads for texts packed several to a row (``model.packing.PackedBatch``).
+                       pooling: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Like :meth:`forward` for texts packed several to a row (``model.packing.PackedBatch``).
 
         ``attention_mask`` is additive and block-diagonal, ``pooling`` holds each text's weights over
         all ``rows * width`` cells, so each text is pooled from its own tokens only.
         """
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               position_ids=position_ids).last_hidden_state
-        return self._heads(pooling @ hidden.reshape(-1, hidden.shape[-1]))
+        return self._outputs(pooling @ hidden.reshape(-1, hidden.shape[-1]))
 
-    def _heads(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.dropout(pooled)
-        empty = pooled.new_zeros((pooled.shape[0], 0))
-        sentiment = self.sentiment_head(pooled) if self.sentiment_head is not None else empty
-        pain_points = self.pain_point_head(pooled) if self.pain_point_head is not None else empty
-        return sentiment, pain_points
+    def _outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        dropped = self.dropout(pooled)
+        return {EMBEDDING: pooled, **{name: head(dropped) for name, head in self.heads.items()}}
 
     # ---------------------------------------------------------------------------------- tokenising
     def encode(self, texts: Sequence[str]) -> Encoded:
@@ -291,27 +288,32 @@ class EarshotModel(nn.Module):
             attention[i, : len(row)] = 1
         return torch.from_numpy(input_ids), torch.from_numpy(attention)
 
+    def pass_inputs(self, token_rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The named inputs of one forward pass over ``token_rows``: packed rows when the encoder
+        packs (``model.packing``), else padded ``input_ids`` and ``attention_mask``. Every runner
+        and the ONNX export take the same names."""
+        if self.position_offset is not None:
+            return pack(token_rows, self.tokenizer.pad_token_id or 0, self.position_offset, self.config.pooling).feed()
+        input_ids, attention = self.collate(token_rows)
+        return {"input_ids": input_ids.numpy(), "attention_mask": attention.numpy()}
+
     # ---------------------------------------------------------------------------------- inference
-    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> Probabilities:
-        """Head probabilities for any number of texts, in input order.
+    def run(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Raw outputs for any number of texts in input order: ``({"embedding": (n, hidden),
+        head: (n, labels) logits, ...}, truncated)``.
 
-        Texts are sorted by length and batched internally (at most ``batch_size`` a pass), so callers
-        can pass any list. BERT and MPNet encoders lay several texts end to end in each row of a pass
-        (``model.packing``); other encoders pad, with passes cut where padding would cost more than a
-        pass on CPU (``model.batching``). A text's scores do not depend on the texts beside it
-        (beyond float rounding).
-
-        Example:
-            >>> probs = model.predict_proba(["late again", "thanks!"])
-            >>> probs.sentiment.shape
-            (2, 3)
+        Texts are sorted by length and batched internally (at most ``batch_size`` a pass). BERT and
+        MPNet encoders lay several texts end to end in each row of a pass (``model.packing``); other
+        encoders pad, with passes cut where padding would cost more than a pass on CPU
+        (``model.batching``). A text's outputs do not depend on the texts beside it (beyond float
+        rounding).
         """
         texts = check_texts(texts)
-        n_sent, n_pain = len(self.sentiment_labels), len(self.pain_point_labels)
-        sentiment = np.zeros((len(texts), n_sent), dtype=np.float32)
-        pain_points = np.zeros((len(texts), n_pain), dtype=np.float32)
+        hidden = self.encoder.config.hidden_size
+        outputs = {EMBEDDING: np.zeros((len(texts), hidden), dtype=np.float32),
+                   **{h.name: np.zeros((len(texts), len(h.labels)), dtype=np.float32) for h in self.config.heads}}
         if not texts:
-            return Probabilities(sentiment, pain_points, np.zeros(0, dtype=bool))
+            return outputs, np.zeros(0, dtype=bool)
         encoded = self.encode(texts)
         size = batch_size or (256 if self.device.type == "cuda" else 64)
         if size < 1:
@@ -322,69 +324,114 @@ class EarshotModel(nn.Module):
             passes = [(start, min(start + size, len(order))) for start in range(0, len(order), size)]
         else:
             passes = length_chunks([len(encoded.input_ids[i]) for i in order], size,
-                                   PASS_COST_TOKENS.get("cpu" if self._runner is not None else self.device.type))
+                                   PASS_COST_TOKENS.get(self.device.type))
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
-                for start, stop in passes:
-                    chunk = order[start:stop]
-                    sent_logits, pain_logits = self._pass_logits([encoded.input_ids[i] for i in chunk])
-                    sentiment[chunk] = torch.softmax(sent_logits.float(), dim=-1).cpu().numpy()
-                    pain_points[chunk] = torch.sigmoid(pain_logits.float()).cpu().numpy()
+            for start, stop in passes:
+                chunk = order[start:stop]
+                for name, values in self.runner(self.pass_inputs([encoded.input_ids[i] for i in chunk])).items():
+                    outputs[name][chunk] = values
         finally:
             self.train(was_training)
-        return Probabilities(sentiment, pain_points, encoded.truncated)
+        return outputs, encoded.truncated
 
-    def pass_inputs(self, token_rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        """The named inputs of one forward pass over ``token_rows``: packed rows when the encoder
-        packs (``model.packing``), else padded ``input_ids`` and ``attention_mask``. The ONNX export
-        takes the same names."""
-        if self.position_offset is not None:
-            return pack(token_rows, self.tokenizer.pad_token_id or 0, self.position_offset, self.config.pooling).feed()
-        input_ids, attention = self.collate(token_rows)
-        return {"input_ids": input_ids.numpy(), "attention_mask": attention.numpy()}
+    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> Probabilities:
+        """Every head's probabilities for any number of texts, in input order (see :meth:`run`).
 
-    def _pass_logits(self, token_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both heads' logits for one forward pass over ``token_rows``, packed when the encoder allows."""
-        feed = self.pass_inputs(token_rows)
-        if self._runner is not None:
-            return tuple(torch.from_numpy(logits) for logits in self._runner(feed))  # type: ignore[return-value]
-        dtype = next(self.parameters()).dtype
-        tensors = {name: torch.from_numpy(array).to(self.device) for name, array in feed.items()}
-        if self.position_offset is None:
-            return self(tensors["input_ids"], tensors["attention_mask"])
-        return self.forward_packed(tensors["input_ids"], tensors["position_ids"],
-                                   tensors["attention_mask"].to(dtype), tensors["pooling"].to(dtype))
+        Example:
+            >>> probs = model.predict_proba(["late again", "thanks!"])
+            >>> probs["sentiment"].shape
+            (2, 3)
+        """
+        outputs, truncated = self.run(texts, batch_size=batch_size)
+        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated)
+
+    def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """The pooled encoder vector of each text, ``(n, hidden)``, from the same pass as the heads."""
+        return self.run(texts, batch_size=batch_size)[0][EMBEDDING]
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
         """Typed predictions for any number of texts, in input order.
 
         Example:
-            >>> [p.sentiment for p in model.predict(["thank you so much", "lost my bag"])]
+            >>> [p["sentiment"].label for p in model.predict(["thank you so much", "lost my bag"])]
             ['positive', 'negative']
         """
         return self.decide(self.predict_proba(texts, batch_size=batch_size))
 
     def decide(self, probabilities: Probabilities) -> list[Prediction]:
-        """Turn probabilities into predictions: argmax sentiment, pain points at or over threshold."""
-        sent_labels, pain_labels = self.sentiment_labels, self.pain_point_labels
-        predictions = []
-        for row, (sent, pain) in enumerate(zip(probabilities.sentiment, probabilities.pain_points)):
-            sentiment_scores = {label: float(p) for label, p in zip(sent_labels, sent)}
-            pain_scores = {label: float(p) for label, p in zip(pain_labels, pain)}
-            best = int(np.argmax(sent)) if len(sent_labels) else None
-            found = [PainPoint(pain_labels[i], float(pain[i])) for i in np.flatnonzero(pain >= self._thresholds)]
-            found.sort(key=lambda p: p.score, reverse=True)
-            predictions.append(Prediction(
-                sentiment=sent_labels[best] if best is not None else None,
-                sentiment_score=float(sent[best]) if best is not None else None,
-                sentiment_scores=sentiment_scores,
-                pain_points=found,
-                pain_point_scores=pain_scores,
-                truncated=bool(probabilities.truncated[row]),
-            ))
-        return predictions
+        """Turn probabilities into predictions: the best label of a single head, the labels at or
+        over threshold of a multi head."""
+        decided = {head.name: decide_head(head, probabilities[head.name]) for head in self.config.heads}
+        return [Prediction({name: answers[row] for name, answers in decided.items()}, bool(truncated))
+                for row, truncated in enumerate(probabilities.truncated)]
+
+
+def probabilities(head: Head, logits: np.ndarray) -> np.ndarray:
+    """Softmax over a single head's labels, independent sigmoids for a multi head."""
+    logits = logits.astype(np.float32)
+    if head.kind == SINGLE:
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def decide_head(head: Head, scores: np.ndarray) -> list[HeadPrediction]:
+    """One ``HeadPrediction`` per row of ``scores`` (rows x labels)."""
+    labels = head.labels
+    thresholds = np.array([head.thresholds[label] for label in labels], dtype=np.float32) if head.kind == MULTI else None
+    answers = []
+    for row in scores:
+        all_scores = {label: float(p) for label, p in zip(labels, row)}
+        if thresholds is None:
+            best = int(np.argmax(row))
+            chosen = [LabelScore(labels[best], float(row[best]))]
+        else:
+            chosen = sorted((LabelScore(labels[i], float(row[i])) for i in np.flatnonzero(row >= thresholds)),
+                            key=lambda p: p.score, reverse=True)
+        answers.append(HeadPrediction(head.kind, chosen, all_scores))
+    return answers
+
+
+def read_config(folder: str | os.PathLike[str] | None = None) -> EarshotConfig:
+    """A model folder's earshot config alone (no weights read): labels, heads, provenance.
+
+    Example:
+        >>> [h.name for h in read_config().heads]
+        ['sentiment', 'pain_points']
+    """
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a model folder: it has no {CONFIG_NAME}")
+    raw = json.loads(config_file.read_text(encoding="utf-8"))
+    if CONFIG_KEY not in raw:
+        raise ValueError(f"{config_file} has no {CONFIG_KEY!r} section: it is not an earshot model "
+                         "(train one with `earshot train`)")
+    return EarshotConfig.from_dict(raw[CONFIG_KEY])
+
+
+def version_id(folder: str | os.PathLike[str]) -> str:
+    """The id of the model saved in ``folder``: 16 hex digits of the SHA-256 of its weights and its
+    configuration (the human ``label`` left out, so naming a version does not change it).
+
+    Two folders with the same weights and config have the same id; retraining gives a new one.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    config.get(CONFIG_KEY, {}).pop("label", None)
+    return sha256(folder / WEIGHTS_NAME, json.dumps(config, sort_keys=True))[:16]
+
+
+def _choose_backend(backend: str, device: str | torch.device | None) -> tuple[str, str | torch.device | None]:
+    """``auto`` resolved: int8 ONNX on the CPU (as accurate as fp32, per-token scales so
+    batch-independent: model/int8.py), torch elsewhere. ONNX backends run on the CPU only."""
+    if backend == "auto":
+        return ("onnx-int8", "cpu") if resolve_device(device).type == "cpu" else ("torch", device)
+    if backend != "torch" and device not in (None, "auto", "cpu"):
+        raise ValueError(f"backend {backend!r} runs on the CPU; use backend 'torch' for device {device!r}")
+    return backend, device
 
 
 def check_texts(texts: Iterable[Any]) -> list[str]:
@@ -398,23 +445,3 @@ def check_texts(texts: Iterable[Any]) -> list[str]:
         if not text.strip():
             raise ValueError(f"text {index} is empty or only whitespace")
     return checked
-
-
-class atomic_path:
-    """A temporary path beside ``target`` that replaces it only when the block succeeds."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __enter__(self) -> str:
-        fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
-            # mkstemp and safetensors both create 0600 files; a model folder is meant to be read by others.
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.target)
-        elif os.path.exists(self.tmp):
-            os.unlink(self.tmp)

@@ -1,10 +1,12 @@
-"""ONNX Runtime backends for CPU inference: fp32 and int8 (per-token quantisation, ``model/int8.py``).
+"""ONNX Runtime runners for CPU inference: fp32 and int8 (per-token quantisation, ``model/int8.py``).
 
-The export is cached beside the model in ``<model>/onnx/`` together with a fingerprint of the
-weights it came from; a missing or stale export is rebuilt when the folder is writable, and reported
-clearly when it is not. Only the encoder and heads run in ONNX Runtime: tokenising, length sorting,
-batching and thresholds stay in :meth:`EarshotModel.predict`, so every backend gives the same kind of
-answer.
+The export is cached beside the model in ``<model>/onnx/`` together with the model's version id; a
+missing or stale export is rebuilt when the folder is writable, and reported clearly when it is not.
+Only the encoder and heads run in ONNX Runtime: tokenising, length sorting, batching and thresholds
+stay in ``EarshotModel.predict``, so every backend gives the same kind of answer.
+
+This module knows the model only as a torch module with ``pass_inputs``, ``encode``, ``forward``,
+``forward_packed`` and ``config.heads``; it imports nothing from ``model.modeling``.
 
 Example:
     >>> model = EarshotModel.from_pretrained("model/default", backend="onnx-int8")
@@ -12,86 +14,76 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .modeling import EarshotModel
+from earshot.files import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 _FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 # 4: int8 quantises each token's activations on its own (model/int8.py), not each pass's.
 # 5: packed rows as inputs (model/packing.py).
-_EXPORT_VERSION = 5
+# 6: one output per head, by name, plus the pooled embedding; keyed by the model's version id.
+_EXPORT_VERSION = 6
+_MANIFEST = "export.json"
 
 
 class ExportError(RuntimeError):
     """An ONNX export is missing or stale and cannot be (re)built."""
 
 
-def weights_fingerprint(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
-        with open(folder / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def export_status(folder: Path, backend: str) -> str | None:
-    """None when ``backend``'s export in ``folder`` is present and matches the weights, else why not."""
+def export_status(folder: Path, version: str, backend: str) -> str | None:
+    """None when ``backend``'s export in ``folder`` is present and made from model ``version``, else why not."""
     target = folder / "onnx" / _FILES[backend]
-    manifest = folder / "onnx" / "export.json"
+    manifest = folder / "onnx" / _MANIFEST
     if not target.is_file() or not manifest.is_file():
         return f"no {backend} export in {folder / 'onnx'}"
     recorded = json.loads(manifest.read_text(encoding="utf-8"))
-    if recorded.get("weights") != weights_fingerprint(folder) or recorded.get("version") != _EXPORT_VERSION:
-        return f"the {backend} export in {folder / 'onnx'} was made from other weights (stale)"
+    if recorded.get("model_version") != version or recorded.get("export_version") != _EXPORT_VERSION:
+        return f"the {backend} export in {folder / 'onnx'} was made from another model version (stale)"
     return None
 
 
-def export_onnx(model: "EarshotModel", folder: Path) -> dict[str, Path]:
-    """Export ``model`` (saved in ``folder``) to fp32 ONNX, optimise it and quantise it to int8.
+def export_onnx(model: torch.nn.Module, folder: Path, version: str) -> dict[str, Path]:
+    """Export ``model`` (saved in ``folder`` as ``version``) to fp32 ONNX, optimise it and quantise it to int8.
 
     Example:
-        >>> export_onnx(EarshotModel.from_pretrained("runs/airline"), Path("runs/airline"))
+        >>> export_onnx(model, Path("runs/airline"), model.version)
     """
     from .int8 import quantise_per_token
-    from .modeling import atomic_path
 
     out = folder / "onnx"
     out.mkdir(exist_ok=True)
-    fp32, int8 = out / _FILES["onnx"], out / _FILES["onnx-int8"]
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         raw = Path(tmp) / "raw.onnx"
         _export_graph(model, raw)
-        optimised = Path(tmp) / "optimised.onnx"
-        _optimise(raw, optimised, model)
-        quantised = Path(tmp) / "int8.onnx"
-        # int8 from the unfused graph, where the projections are plain MatMuls (the fused graph hides
-        # them in Attention ops; measured 336 vs 300 texts/s).
-        quantise_per_token(raw, quantised)
-        os.replace(optimised, fp32)
-        os.replace(quantised, int8)
-    manifest = {"version": _EXPORT_VERSION, "weights": weights_fingerprint(folder), "torch": torch.__version__}
+        with atomic_path(out / _FILES["onnx"]) as optimised:
+            _optimise(raw, optimised, model)
+        with atomic_path(out / _FILES["onnx-int8"]) as quantised:
+            # int8 from the unfused graph, where the projections are plain MatMuls (the fused graph hides
+            # them in Attention ops; measured 336 vs 300 texts/s).
+            quantise_per_token(raw, quantised)
     # Written last and atomically: workers starting together may export at once, and a reader must
     # never see half a manifest.
-    with atomic_path(out / "export.json") as tmp:
-        Path(tmp).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return {"onnx": fp32, "onnx-int8": int8}
+    write_text_atomic(out / _MANIFEST, json.dumps({"export_version": _EXPORT_VERSION, "model_version": version,
+                                                   "torch": torch.__version__}, indent=2))
+    return {"onnx": out / _FILES["onnx"], "onnx-int8": out / _FILES["onnx-int8"]}
 
 
-def _export_graph(model: "EarshotModel", target: Path) -> None:
+def output_names(model: torch.nn.Module) -> list[str]:
+    """The graph's outputs: the pooled embedding, then each head's logits, in the config's order."""
+    return ["embedding", *[head.name for head in model.config.heads]]
+
+
+def _export_graph(model: Any, target: Path) -> None:
     """The network as an fp32 ONNX graph with the inputs ``predict`` feeds it: packed rows when the
     encoder packs (model/packing.py), padded rows otherwise."""
     example = model.encode(["an example text for the exporter", "short", "a third"]).input_ids
@@ -101,13 +93,14 @@ def _export_graph(model: "EarshotModel", target: Path) -> None:
                 "attention_mask": {0: "rows", 2: "tokens", 3: "tokens"}, "pooling": {0: "texts", 1: "cells"}}
     else:
         axes = {"input_ids": {0: "texts", 1: "tokens"}, "attention_mask": {0: "texts", 1: "tokens"}}
+    names = output_names(model)
     with torch.inference_mode():
-        torch.onnx.export(_Logits(model).eval(), tuple(inputs.values()), str(target), input_names=list(inputs),
-                          output_names=["sentiment", "pain_points"], opset_version=17, dynamo=False,
-                          dynamic_axes={**axes, "sentiment": {0: "texts"}, "pain_points": {0: "texts"}})
+        torch.onnx.export(_Outputs(model, names).eval(), tuple(inputs.values()), str(target),
+                          input_names=list(inputs), output_names=names, opset_version=17, dynamo=False,
+                          dynamic_axes={**axes, **{name: {0: "texts"} for name in names}})
 
 
-def _optimise(source: Path, target: Path, model: "EarshotModel") -> None:
+def _optimise(source: Path, target: Path, model: Any) -> None:
     """ONNX Runtime's transformer fusions (attention, LayerNorm, GELU): fewer, larger kernels."""
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -117,41 +110,44 @@ def _optimise(source: Path, target: Path, model: "EarshotModel") -> None:
     optimised.save_model_to_file(str(target))
 
 
-class _Logits(torch.nn.Module):
-    """The model's forward (packed or padded) without dropout, as a plain module for the exporter."""
+class _Outputs(torch.nn.Module):
+    """The model's forward (packed or padded) as a tuple in ``names`` order, for the exporter."""
 
-    def __init__(self, model: "EarshotModel") -> None:
+    def __init__(self, model: Any, names: list[str]) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.names = model, names
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.model.position_offset is not None:
-            return self.model.forward_packed(*inputs)
-        return self.model(*inputs)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model.forward_packed(*inputs) if self.model.position_offset is not None else self.model(*inputs)
+        return tuple(outputs[name] for name in self.names)
 
 
 class OnnxRunner:
-    """An ONNX Runtime session that maps ``predict``'s inputs (packed or padded rows) to both heads' logits."""
+    """An ONNX Runtime session that maps a pass's inputs (packed or padded rows) to the named outputs."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    device = torch.device("cpu")
+
+    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.name = name
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.outputs = [output.name for output in self.session.get_outputs()]
 
-    def __call__(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        sentiment, pain_points = self.session.run(None, feed)
-        return sentiment, pain_points
+    def __call__(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self.session.run(None, feed)))
 
 
-def load_runner(model: "EarshotModel", folder: Path, backend: str, rebuild: bool = True) -> OnnxRunner:
-    """The runner for ``backend``, exporting first when the cache is missing or stale."""
-    problem = export_status(folder, backend)
+def load_onnx_runner(model: torch.nn.Module, folder: Path, version: str, backend: str,
+                     rebuild: bool = True) -> OnnxRunner:
+    """The runner for ``backend`` ("onnx" or "onnx-int8"), exporting first when the cache is missing or stale."""
+    problem = export_status(folder, version, backend)
     if problem is not None:
         if not rebuild or not os.access(folder, os.W_OK):
             raise ExportError(f"{problem}; run `earshot export --model {folder}` (the folder must be writable)")
         logger.info("%s: exporting now", problem)
-        export_onnx(model, folder)
-    return OnnxRunner(folder / "onnx" / _FILES[backend])
+        export_onnx(model, folder, version)
+    return OnnxRunner(folder / "onnx" / _FILES[backend], backend)

@@ -1,4 +1,8 @@
-"""Request and response schemas of the HTTP API; their examples show in the OpenAPI page."""
+"""Request and response schemas of the HTTP API; their examples show in the OpenAPI page.
+
+Answers carry one entry per head of the served model, by head name, so the schema does not change
+when a model has other heads (a praise-point head, a taxonomy of its own).
+"""
 
 from __future__ import annotations
 
@@ -23,33 +27,49 @@ class FeedbackItem(BaseModel):
         return text
 
 
-class PainPointScore(BaseModel):
+class LabelScore(BaseModel):
     label: str
     score: float
+
+
+class HeadAnswer(BaseModel):
+    """One head's answer: ``single`` heads give their one best label, ``multi`` heads every label at
+    or over its threshold, best first (possibly none); ``scores`` has every label."""
+
+    kind: str = Field(description="single (one label per text) or multi (any number)")
+    labels: list[LabelScore]
+    scores: dict[str, float]
 
 
 class Classification(BaseModel):
     """What the model says about one item, in request order."""
 
     model_config = ConfigDict(json_schema_extra={"example": {
-        "id": "ticket-4711", "sentiment": {"label": "negative", "score": 0.97,
-                                           "scores": {"negative": 0.97, "neutral": 0.02, "positive": 0.01}},
-        "pain_points": [{"label": "Lost Luggage", "score": 0.93}],
-        "pain_point_scores": {"Lost Luggage": 0.93, "Late Flight": 0.04}, "truncated": False}})
+        "id": "ticket-4711", "model_version": "a46163c80ee472ab",
+        "heads": {"sentiment": {"kind": "single", "labels": [{"label": "negative", "score": 0.97}],
+                                "scores": {"negative": 0.97, "neutral": 0.02, "positive": 0.01}},
+                  "pain_points": {"kind": "multi", "labels": [{"label": "Lost Luggage", "score": 0.93}],
+                                  "scores": {"Lost Luggage": 0.93, "Late Flight": 0.04}}},
+        "truncated": False}})
 
     id: str | None
-    sentiment: dict | None = Field(description="label, score and all class scores; null for a model without sentiment")
-    pain_points: list[PainPointScore] = Field(description="labels at or above their threshold, best first")
-    pain_point_scores: dict[str, float]
+    model_version: str = Field(description="id of the model that answered (see GET /model)")
+    heads: dict[str, HeadAnswer] = Field(description="one answer per head of the model, by head name")
     truncated: bool = Field(description="true when the text was cut to the model's token limit")
+
+
+class HeadInfo(BaseModel):
+    name: str
+    kind: str
+    labels: list[str]
+    thresholds: dict[str, float] = Field(default_factory=dict)
 
 
 class ModelInfo(BaseModel):
     version: str
+    label: str
     base_model: str
-    sentiment_labels: list[str]
-    pain_point_labels: list[str]
-    thresholds: dict[str, float]
+    heads: list[HeadInfo]
     max_length: int
     device: str
     backend: str

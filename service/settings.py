@@ -1,4 +1,4 @@
-"""Service settings, read from the environment once, when the service module is imported by BentoML.
+"""Service settings: passed to `build_service`, or read from the environment when BentoML first asks for the service.
 
 | variable                    | default                | meaning                                              |
 |-----------------------------|------------------------|------------------------------------------------------|

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import DEFAULT_BASE_MODEL, EarshotModel, resolve_base_model
+from earshot.model import DEFAULT_BASE_MODEL, EarshotModel, Head, resolve_base_model
 
 DATA = Path(__file__).parent / "data"
 FEEDBACK_CSV = DATA / "feedback.csv"
@@ -33,11 +33,16 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def tiny_heads() -> list[Head]:
+    """The fixture file's two heads, as the CLI's --sentiment-column and --pain-points-column make them."""
+    return [Head("sentiment", "single", ["negative", "neutral", "positive"]),
+            Head("pain_points", "multi", ["billing", "late", "lost_item", "rude_staff"])]
+
+
 @pytest.fixture()
 def tiny_model(tiny_base: Path) -> EarshotModel:
     torch.manual_seed(0)
-    return EarshotModel.from_base(str(tiny_base), ["negative", "neutral", "positive"],
-                                  ["billing", "late", "lost_item", "rude_staff"], max_length=32).to_device("cpu")
+    return EarshotModel.from_base(str(tiny_base), tiny_heads(), max_length=32).to_device("cpu")
 
 
 @pytest.fixture(scope="session")

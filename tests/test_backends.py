@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import DEFAULT_MODEL_DIR, EarshotModel
-from model.onnx_backend import ExportError, export_status
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel, version_id
+from earshot.model.onnx_backend import ExportError, export_status as _export_status
+
+
+def export_status(folder: Path, backend: str) -> str | None:
+    return _export_status(folder, version_id(folder), backend)
 
 FP32_TOLERANCE = 1e-4   # same graph, different kernels
 INT8_TOLERANCE = 0.06   # int8 weights: scores move a little, labels of clear texts do not
@@ -32,24 +36,27 @@ def test_onnx_fp32_matches_torch(saved: Path) -> None:
     assert export_status(saved, "onnx") is None  # exported on first use, cached beside the model
     texts = _texts()
     expected, got = torch_model.predict_proba(texts), onnx_model.predict_proba(texts)
-    np.testing.assert_allclose(got.sentiment, expected.sentiment, atol=FP32_TOLERANCE)
-    np.testing.assert_allclose(got.pain_points, expected.pain_points, atol=FP32_TOLERANCE)
-    assert [p.sentiment for p in onnx_model.predict(texts)] == [p.sentiment for p in torch_model.predict(texts)]
+    for head in ("sentiment", "pain_points"):
+        np.testing.assert_allclose(got[head], expected[head], atol=FP32_TOLERANCE)
+    np.testing.assert_allclose(onnx_model.embed(texts), torch_model.embed(texts), atol=FP32_TOLERANCE)
+    assert [p["sentiment"].label for p in onnx_model.predict(texts)] == [
+        p["sentiment"].label for p in torch_model.predict(texts)]
+    assert onnx_model.version == torch_model.version
 
 
 def test_stale_export_is_rebuilt(saved: Path, tiny_model: EarshotModel) -> None:
     EarshotModel.from_pretrained(saved, backend="onnx")
-    tiny_model.sentiment_head.bias.data += 1.0  # new weights in the same folder
+    tiny_model.heads["sentiment"].bias.data += 1.0  # new weights in the same folder
     tiny_model.save_pretrained(saved)
     assert "stale" in export_status(saved, "onnx")
     rebuilt = EarshotModel.from_pretrained(saved, backend="onnx")
     assert export_status(saved, "onnx") is None
-    reference = EarshotModel.from_pretrained(saved, device="cpu").predict_proba(["late again"]).sentiment
-    np.testing.assert_allclose(rebuilt.predict_proba(["late again"]).sentiment, reference, atol=FP32_TOLERANCE)
+    reference = EarshotModel.from_pretrained(saved, device="cpu").predict_proba(["late again"])["sentiment"]
+    np.testing.assert_allclose(rebuilt.predict_proba(["late again"])["sentiment"], reference, atol=FP32_TOLERANCE)
 
 
 def test_missing_export_in_a_read_only_folder_is_reported(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import model.onnx_backend as backend
+    import earshot.model.onnx_backend as backend
 
     # root may write anywhere, so the folder is made unwritable in the eyes of the check itself
     monkeypatch.setattr(backend.os, "access", lambda path, mode: False)
@@ -58,10 +65,11 @@ def test_missing_export_in_a_read_only_folder_is_reported(saved: Path, monkeypat
 
 
 def test_load_runner_refuses_to_rebuild_when_told(saved: Path) -> None:
-    from model.onnx_backend import load_runner
+    from earshot.model.onnx_backend import load_onnx_runner
 
+    model = EarshotModel.from_pretrained(saved, device="cpu")
     with pytest.raises(ExportError, match=r"no onnx export in .*earshot export"):
-        load_runner(EarshotModel.from_pretrained(saved, device="cpu"), saved, "onnx", rebuild=False)
+        load_onnx_runner(model, saved, model.version, "onnx", rebuild=False)
 
 
 def test_unknown_backend_and_gpu_with_onnx_are_refused(saved: Path) -> None:
@@ -82,9 +90,9 @@ def test_int8_gives_torch_labels_on_the_default_model(tmp_path: Path) -> None:
     reference = EarshotModel.from_pretrained(folder, device="cpu")
     int8 = EarshotModel.from_pretrained(folder, backend="onnx-int8")
     expected, got = reference.predict(texts), int8.predict(texts)
-    assert [p.sentiment for p in got] == [p.sentiment for p in expected]
-    assert [[x.label for x in p.pain_points][:1] for p in got] == [[x.label for x in p.pain_points][:1] for p in expected]
-    np.testing.assert_allclose(int8.predict_proba(texts).sentiment, reference.predict_proba(texts).sentiment,
+    assert [p["sentiment"].label for p in got] == [p["sentiment"].label for p in expected]
+    assert [p["pain_points"].label for p in got] == [p["pain_points"].label for p in expected]
+    np.testing.assert_allclose(int8.predict_proba(texts)["sentiment"], reference.predict_proba(texts)["sentiment"],
                                atol=INT8_TOLERANCE)
 
 
@@ -110,12 +118,12 @@ def test_int8_answer_does_not_depend_on_the_other_texts_in_the_pass(saved: Path)
     alone = [model.predict_proba([text]) for text in texts]
     # Activations are quantised per token, so neighbours and padding change nothing beyond the last
     # bit of fp32 kernels run on other shapes (per-pass int8 scales moved scores by up to 0.2).
-    np.testing.assert_allclose(np.concatenate([p.sentiment for p in alone]), together.sentiment, atol=1e-6)
-    np.testing.assert_allclose(np.concatenate([p.pain_points for p in alone]), together.pain_points, atol=1e-6)
+    for head in ("sentiment", "pain_points"):
+        np.testing.assert_allclose(np.concatenate([p[head] for p in alone]), together[head], atol=1e-6)
 
 
 def test_int8_weight_columns_round_trip_within_half_a_step() -> None:
-    from model.int8 import quantise_columns
+    from earshot.model.int8 import quantise_columns
 
     weight = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32) * np.arange(1, 17)
     quantised, scale = quantise_columns(weight)
@@ -125,10 +133,10 @@ def test_int8_weight_columns_round_trip_within_half_a_step() -> None:
 
 
 def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Path, monkeypatch, caplog) -> None:
-    import model.modeling as modeling
+    import earshot.model.onnx_backend as backend
 
-    monkeypatch.setattr(modeling.os, "access", lambda path, mode: False)
-    with caplog.at_level("WARNING", logger="model.modeling"):
+    monkeypatch.setattr(backend.os, "access", lambda path, mode: False)
+    with caplog.at_level("WARNING", logger="earshot.model.modeling"):
         model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
     assert model.backend == "torch"
     assert "read-only, so serving with torch" in caplog.text and "earshot export --model" in caplog.text

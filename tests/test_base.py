@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model import base
-from model.base import SplitArchive, resolve_base_model
+from earshot.model import base
+from earshot.model.base import SplitArchive, resolve_base_model
 
 MODEL_ID = "example/split-model"
 

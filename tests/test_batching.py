@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from model import batching
-from model.batching import length_chunks
+from earshot.model import batching
+from earshot.model.batching import length_chunks
 
 
 def _cost(lengths: list[int], passes: list[tuple[int, int]], pass_cost: int) -> int:
@@ -56,5 +56,5 @@ def test_cut_passes_give_the_same_scores_as_one_text_at_a_time(tiny_model, monke
     assert len(length_chunks(lengths, 64, 4)) > 1
     together = tiny_model.predict_proba(texts, batch_size=64)
     alone = [tiny_model.predict_proba([text], batch_size=1) for text in texts]
-    np.testing.assert_allclose(together.sentiment, np.concatenate([a.sentiment for a in alone]), atol=1e-5)
-    np.testing.assert_allclose(together.pain_points, np.concatenate([a.pain_points for a in alone]), atol=1e-5)
+    np.testing.assert_allclose(together["sentiment"], np.concatenate([a["sentiment"] for a in alone]), atol=1e-5)
+    np.testing.assert_allclose(together["pain_points"], np.concatenate([a["pain_points"] for a in alone]), atol=1e-5)

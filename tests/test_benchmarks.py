@@ -30,13 +30,13 @@ def test_label_agreement_is_total_for_the_same_model_and_sees_a_changed_head(tin
     import torch
 
     from benchmarks.batch_sizes import label_agreement
-    from model import EarshotModel
+    from earshot.model import EarshotModel
 
     texts = ["the flight was late again", "thanks for the help", "lost my bag", "rude staff at the gate"]
     assert label_agreement(tiny_model, tiny_model, texts) == (1.0, 0.0)
-    other = EarshotModel.from_base(str(tiny_base), tiny_model.sentiment_labels, tiny_model.pain_point_labels)
+    other = EarshotModel.from_base(str(tiny_base), tiny_model.config.heads)
     with torch.no_grad():
-        other.pain_point_head.bias.add_(3.0)  # every pain-point score moves up
+        other.heads["pain_points"].bias.add_(3.0)  # every pain-point score moves up
     assert label_agreement(other, tiny_model, texts)[1] > 0.1
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from earshot.cli import main
-from model import EarshotModel
+from earshot.model import EarshotModel
 
 COLUMNS = ["--sentiment-column", "sentiment", "--pain-points-column", "pain_points"]
 
@@ -31,7 +31,7 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     assert main(_train_args(feedback_csv, tiny_base, out)) == 0
     model = EarshotModel.from_pretrained(out)
     assert model.config.provenance["data_file"] == "feedback.csv"
-    assert model.config.provenance["columns"]["pain_points"] == "pain_points"
+    assert model.config.provenance["columns"]["heads"] == {"sentiment": "sentiment", "pain_points": "pain_points"}
 
     assert main(["evaluate", "--data", str(feedback_csv), "--model", str(out), *COLUMNS]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -47,6 +47,39 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     assert main(["score", str(unlabelled), "-o", str(scored), "--model", str(out), "--no-progress"]) == 0
     frame = pd.read_csv(scored, keep_default_na=False)
     assert len(frame) == 204 and frame["sentiment"].isin(["negative", "neutral", "positive"]).all()
+    assert set(frame["model_version"]) == {model.version} and metrics["model_version"] == model.version
+
+
+def test_any_number_of_heads_from_columns(feedback_csv: Path, tiny_base: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(feedback_csv, keep_default_na=False)
+    frame["praise"] = ["crew" if "crew" in t else ("app" if "app" in t else "") for t in frame["text"]]
+    data = tmp_path / "three.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "model"
+    head = ["--head", "praise_points:multi:praise"]
+    assert main([*_train_args(data, tiny_base, out, epochs=1), *head]) == 0
+    model = EarshotModel.from_pretrained(out)
+    assert [(h.name, h.kind) for h in model.config.heads] == [
+        ("sentiment", "single"), ("pain_points", "multi"), ("praise_points", "multi")]
+    assert main(["evaluate", "--data", str(data), "--model", str(out), *COLUMNS, *head]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["heads"]) == {"sentiment", "pain_points", "praise_points"}
+    assert "### Praise points" in (out / "README.md").read_text()
+    texts, scored = tmp_path / "texts.csv", tmp_path / "scored.parquet"
+    frame[["text"]].to_csv(texts, index=False)
+    assert main(["score", str(texts), "-o", str(scored), "--model", str(out), "--no-progress"]) == 0
+    assert list(pd.read_parquet(scored).columns) == [
+        "text", "sentiment", "sentiment_score", "pain_points", "pain_points_scores", "praise_points",
+        "praise_points_scores", "model_version", "error"]
+
+
+def test_retraining_on_other_data_gives_another_version(feedback_csv: Path, tiny_base: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    pd.read_csv(feedback_csv, keep_default_na=False).iloc[:150].to_csv(other, index=False)
+    assert main(_train_args(feedback_csv, tiny_base, tmp_path / "a", epochs=1)) == 0
+    assert main(_train_args(other, tiny_base, tmp_path / "b", epochs=1)) == 0
+    versions = {EarshotModel.from_pretrained(tmp_path / name).version for name in ("a", "b")}
+    assert len(versions) == 2
 
 
 def test_bad_data_exits_2_with_the_message(feedback_csv: Path, tiny_base: Path, tmp_path: Path,
@@ -62,7 +95,7 @@ def test_validation_file_with_unknown_label(feedback_csv: Path, tiny_base: Path,
     validation = tmp_path / "validation.csv"
     pd.DataFrame([{"text": "a", "sentiment": "angry", "pain_points": ""}]).to_csv(validation, index=False)
     assert main(_train_args(feedback_csv, tiny_base, tmp_path / "m") + ["--validation", str(validation)]) == 2
-    assert "validation.csv: row 1, column 'sentiment': unknown sentiment 'angry'" in caplog.text
+    assert "validation.csv: row 1, column 'sentiment': unknown sentiment label 'angry'" in caplog.text
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(feedback_csv: Path, tiny_base: Path, tmp_path: Path) -> None:
@@ -90,8 +123,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(feedback_csv: Path, tiny
     texts = frame["text"].tolist()
     expected = EarshotModel.from_pretrained(straight).predict_proba(texts)
     resumed = EarshotModel.from_pretrained(killed).predict_proba(texts)
-    np.testing.assert_allclose(resumed.sentiment, expected.sentiment, atol=1e-5)
-    np.testing.assert_allclose(resumed.pain_points, expected.pain_points, atol=1e-5)
+    for head in ("sentiment", "pain_points"):
+        np.testing.assert_allclose(resumed[head], expected[head], atol=1e-5)
 
 
 def test_split_keeps_every_row_and_column_and_stratifies(feedback_csv: Path, tmp_path: Path) -> None:
@@ -103,3 +136,15 @@ def test_split_keeps_every_row_and_column_and_stratifies(feedback_csv: Path, tmp
     assert sum(len(p) for p in parts) == len(original) and all(list(p.columns) == list(original.columns) for p in parts)
     assert sorted(pd.concat(parts)["text"]) == sorted(original["text"])
     assert (parts[1]["sentiment"] == "positive").sum() == round(30 * 0.25)
+
+
+def test_a_missing_ray_names_the_extra_to_install(tiny_model: EarshotModel, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["late again"]}).to_csv(source, index=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # an import of ray now fails as if it were not installed
+    code = main(["score", str(source), "-o", str(tmp_path / "o.csv"), "--model", str(folder), "--engine", "ray"])
+    assert code == 2
+    assert "pip install 'earshot[ray]'" in caplog.text

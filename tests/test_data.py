@@ -9,9 +9,12 @@ import datasets
 import pandas as pd
 import pytest
 
-from training.data import ColumnMapping, DataError, parse_label_cell, read_examples, split_validation
+from earshot.training.data import (ColumnMapping, DataError, HeadColumn, parse_label_cell, read_examples,
+                                   split_validation)
 
-MAPPING = ColumnMapping(text="text", sentiment="sentiment", pain_points="pain_points")
+SENTIMENT = HeadColumn("sentiment", "single", "sentiment", flag="--sentiment-column")
+PAIN = HeadColumn("pain_points", "multi", "pain_points", flag="--pain-points-column")
+MAPPING = ColumnMapping(text="text", heads=(SENTIMENT, PAIN))
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -22,13 +25,14 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def test_reads_the_fixture(feedback_csv: Path) -> None:
     data = read_examples(feedback_csv, MAPPING)
     assert len(data.examples) == 204
-    assert data.sentiment_labels() == ["negative", "neutral", "positive"]
-    assert data.pain_point_labels() == ["billing", "late", "lost_item", "rude_staff"]
+    assert data.labels("sentiment") == ["negative", "neutral", "positive"]
+    assert data.labels("pain_points") == ["billing", "late", "lost_item", "rude_staff"]
+    assert [(h.name, h.kind) for h in data.heads(MAPPING)] == [("sentiment", "single"), ("pain_points", "multi")]
     assert data.examples[0].row == 1
-    assert any(len(e.pain_points) == 2 for e in data.examples)
+    assert any(len(e.labels["pain_points"]) == 2 for e in data.examples)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet", "dataset"])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet", "dataset"])
 def test_every_format_reads_the_same(feedback_csv: Path, tmp_path: Path, suffix: str) -> None:
     frame = pd.read_csv(feedback_csv, keep_default_na=False, dtype=str)
     target = tmp_path / f"data{suffix}"
@@ -36,6 +40,8 @@ def test_every_format_reads_the_same(feedback_csv: Path, tmp_path: Path, suffix:
         frame.to_csv(target, sep="\t", index=False)
     elif suffix == ".jsonl":
         frame.to_json(target, orient="records", lines=True)
+    elif suffix == ".json":
+        frame.to_json(target, orient="records")
     elif suffix == ".parquet":
         frame.to_parquet(target)
     elif suffix == "dataset":
@@ -46,7 +52,7 @@ def test_every_format_reads_the_same(feedback_csv: Path, tmp_path: Path, suffix:
 
 
 def test_missing_column_names_expected_found_and_flag(feedback_csv: Path) -> None:
-    mapping = ColumnMapping(text="body", sentiment="sentiment")
+    mapping = ColumnMapping(text="body", heads=(SENTIMENT,))
     with pytest.raises(DataError, match=r"feedback.csv: missing column 'body' \(set with --text-column\)\. "
                                         r"Found columns: \['text', 'sentiment', 'pain_points'\]"):
         read_examples(feedback_csv, mapping)
@@ -62,11 +68,11 @@ def test_empty_text_names_row_and_column(tmp_path: Path) -> None:
 def test_unknown_label_in_validation_data(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "v.csv", [{"text": "a", "sentiment": "positive", "pain_points": ""},
                                           {"text": "b", "sentiment": "negative", "pain_points": "late;wifi"}])
-    with pytest.raises(DataError, match=r"v.csv: row 2, column 'pain_points': unknown pain point 'wifi'; "
+    with pytest.raises(DataError, match=r"v.csv: row 2, column 'pain_points': unknown pain_points label 'wifi'; "
                                         r"the model knows \['late'\]"):
-        read_examples(path, MAPPING, sentiment_labels=["negative", "positive"], pain_point_labels=["late"])
-    with pytest.raises(DataError, match=r"row 1, column 'sentiment': unknown sentiment 'positive'"):
-        read_examples(path, MAPPING, sentiment_labels=["negative"], pain_point_labels=["late", "wifi"])
+        read_examples(path, MAPPING, known_labels={"sentiment": ["negative", "positive"], "pain_points": ["late"]})
+    with pytest.raises(DataError, match=r"row 1, column 'sentiment': unknown sentiment label 'positive'"):
+        read_examples(path, MAPPING, known_labels={"sentiment": ["negative"], "pain_points": ["late", "wifi"]})
 
 
 def test_malformed_cell(tmp_path: Path) -> None:
@@ -86,7 +92,7 @@ def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes("text,sentiment\nok,positive\ncaf\xe9 was cold,negative\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin.csv: line 3 is not valid UTF-8 \(byte 0xe9.*iconv"):
-        read_examples(path, ColumnMapping(sentiment="sentiment"))
+        read_examples(path, ColumnMapping(heads=(SENTIMENT,)))
 
 
 def test_skip_bad_rows_reports_how_many_and_which(tmp_path: Path) -> None:
@@ -107,10 +113,33 @@ def test_none_labels_and_unknown_sentiment(tmp_path: Path) -> None:
         {"text": "a", "sentiment": "negative", "pain_points": "Can't Tell"},
         {"text": "b", "sentiment": "", "pain_points": "late"},
     ])
-    data = read_examples(path, ColumnMapping(sentiment="sentiment", pain_points="pain_points",
-                                             none_labels=("Can't Tell",)))
-    assert data.examples[0].pain_points == ()
-    assert data.examples[1].sentiment is None and data.examples[1].pain_points == ("late",)
+    data = read_examples(path, ColumnMapping(heads=(SENTIMENT, PAIN), none_labels=("Can't Tell",)))
+    assert data.examples[0].labels["pain_points"] == ()
+    assert data.examples[1].labels == {"sentiment": None, "pain_points": ("late",)}
+
+
+def test_a_third_head_from_its_column(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [
+        {"text": "great food, slow service", "pain_points": "service", "praise_points": "food"},
+        {"text": "all fine", "pain_points": "", "praise_points": ""},
+    ])
+    praise = HeadColumn.parse("praise_points:multi:praise_points")
+    data = read_examples(path, ColumnMapping(heads=(PAIN, praise)))
+    assert data.examples[0].labels == {"pain_points": ("service",), "praise_points": ("food",)}
+    assert data.labels("praise_points") == ["food"]
+    with pytest.raises(DataError, match=r"missing column 'praises' \(set with --head praise_points:multi:praises\)"):
+        read_examples(path, ColumnMapping(heads=(HeadColumn.parse("praise_points:multi:praises"),)))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("praise_points:multi", "expected NAME:KIND:COLUMN"),
+    ("praise_points:several:praise", "kind must be one of"),
+    ("Praise Points:multi:praise", "must be lower-case letters"),
+    ("error:single:e", "not one of"),
+])
+def test_bad_head_specs_are_named(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HeadColumn.parse(spec)
 
 
 @pytest.mark.parametrize("cell, labels", [
@@ -127,7 +156,7 @@ def test_stratified_split_is_seeded_and_keeps_shares(feedback_csv: Path) -> None
     again = split_validation(examples, 0.2, seed=1)
     assert (train, validation) == again
     assert len(train) + len(validation) == len(examples)
-    share = sum(e.sentiment == "positive" for e in validation) / len(validation)
+    share = sum(e.labels["sentiment"] == "positive" for e in validation) / len(validation)
     assert share == pytest.approx(30 / 204, abs=0.03)
     assert split_validation(examples, 0.2, seed=2)[1] != validation
 
@@ -135,10 +164,10 @@ def test_stratified_split_is_seeded_and_keeps_shares(feedback_csv: Path) -> None
 def test_unknown_extension(tmp_path: Path) -> None:
     path = tmp_path / "d.xlsx"
     path.write_text("x")
-    with pytest.raises(DataError, match=r"unknown format '.xlsx'"):
+    with pytest.raises(DataError, match=r"unsupported extension '.xlsx'"):
         read_examples(path, MAPPING)
 
 
 def test_no_label_column_given() -> None:
-    with pytest.raises(ValueError, match="--sentiment-column or --pain-points-column"):
+    with pytest.raises(ValueError, match="--sentiment-column, --pain-points-column or --head"):
         ColumnMapping(text="text")

@@ -7,16 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import DEFAULT_MODEL_DIR, EarshotModel
-from training import ColumnMapping, Trainer, TrainingConfig, read_examples, split_validation
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel
+from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 
 pytestmark = pytest.mark.integration
 
 
 def test_fine_tune_minilm_one_epoch_and_round_trip(minilm_path: str, feedback_csv: Path, tmp_path: Path) -> None:
-    data = read_examples(feedback_csv, ColumnMapping(sentiment="sentiment", pain_points="pain_points"))
+    mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
+                                   HeadColumn("pain_points", "multi", "pain_points")))
+    data = read_examples(feedback_csv, mapping)
     train, validation = split_validation(data.examples, 0.2, seed=5)
-    model = EarshotModel.from_base(minilm_path, data.sentiment_labels(), data.pain_point_labels(), max_length=64)
+    model = EarshotModel.from_base(minilm_path, data.heads(mapping), max_length=64)
     result = Trainer(model, train, validation, TrainingConfig(output_dir=str(tmp_path / "m"), epochs=1,
                                                               batch_size=16, progress=False)).train()
     assert result.epochs_run == 1
@@ -32,17 +34,19 @@ def test_fine_tune_minilm_one_epoch_and_round_trip(minilm_path: str, feedback_cs
 
 def test_default_model_loads_offline_and_is_right_on_clear_cases() -> None:
     model = EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
-    assert len(model.pain_point_labels) == 9 and "Can't Tell" not in model.pain_point_labels
+    pain = model.config.head("pain_points").labels
+    assert len(pain) == 9 and "Can't Tell" not in pain
     texts = ["@united you lost my luggage and nobody can tell me where it is",
              "@SouthwestAir my flight is delayed 3 hours again",
              "@JetBlue thank you, the crew was wonderful!",
              "@AmericanAir my flight got cancelled and I cannot rebook online"]
     predictions = model.predict(texts)
-    assert [p.sentiment for p in predictions] == ["negative", "negative", "positive", "negative"]
-    assert predictions[0].pain_points[0].label == "Lost Luggage"
-    assert predictions[1].pain_points[0].label == "Late Flight"
-    assert predictions[2].pain_points == []
-    top = max(predictions[3].pain_point_scores, key=predictions[3].pain_point_scores.get)
+    assert [p["sentiment"].label for p in predictions] == ["negative", "negative", "positive", "negative"]
+    assert predictions[0]["pain_points"].label == "Lost Luggage"
+    assert predictions[1]["pain_points"].label == "Late Flight"
+    assert predictions[2]["pain_points"].labels == []
+    scores = predictions[3]["pain_points"].scores
+    top = max(scores, key=scores.get)
     assert top == "Cancelled Flight"
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
     assert "CC BY-NC-SA 4.0" in card and "## Metrics" in card
@@ -54,5 +58,5 @@ def test_default_model_batches_and_single_calls_agree() -> None:
     together = model.predict_proba(texts, batch_size=2)
     alone = [model.predict_proba([t]) for t in texts]
     for i, single in enumerate(alone):
-        np.testing.assert_allclose(together.pain_points[i], single.pain_points[0], atol=1e-5)
+        np.testing.assert_allclose(together["pain_points"][i], single["pain_points"][0], atol=1e-5)
     assert together.truncated.tolist() == [False, True, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import expected_calibration_error, multi_label_metrics, single_label_metrics, tune_thresholds
+from earshot.training.metrics import expected_calibration_error, multi_label_metrics, single_label_metrics, tune_thresholds
 
 
 def test_single_label_metrics_by_hand() -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from model import EarshotModel
-from model.config import EarshotConfig
-from model.packing import pack, pack_rows, position_offset
+from earshot.model import EarshotModel
+from earshot.model.config import EarshotConfig
+from earshot.model.packing import pack, pack_rows, position_offset
 
 TEXTS = ["late", "my flight was delayed three hours and nobody at the gate told us anything at all",
          "rude staff", "thanks", "I was charged twice for one ticket and the refund never came",
@@ -46,7 +46,7 @@ def _padded_one_by_one(model: EarshotModel, texts: list[str] = TEXTS) -> np.ndar
     with torch.inference_mode():
         for ids in model.encode(texts).input_ids:
             input_ids, mask = model.collate([ids])
-            rows.append(torch.softmax(model.eval()(input_ids, mask)[0], dim=-1).numpy())
+            rows.append(torch.softmax(model.eval()(input_ids, mask)["sentiment"], dim=-1).numpy())
     return np.concatenate(rows)
 
 
@@ -56,7 +56,7 @@ def test_packed_predict_equals_the_padded_forward_on_bert(tiny_model: EarshotMod
     assert tiny_model.position_offset == 0
     batch = pack(tiny_model.encode(TEXTS).input_ids, 0, 0, pooling, row_tokens=16)
     assert batch.input_ids.shape[0] < len(TEXTS)  # several texts really share rows
-    np.testing.assert_allclose(tiny_model.predict_proba(TEXTS).sentiment, _padded_one_by_one(tiny_model), atol=1e-5)
+    np.testing.assert_allclose(tiny_model.predict_proba(TEXTS)["sentiment"], _padded_one_by_one(tiny_model), atol=1e-5)
 
 
 def test_packed_predict_equals_the_padded_forward_on_mpnet(tiny_model: EarshotModel) -> None:
@@ -72,13 +72,13 @@ def test_packed_predict_equals_the_padded_forward_on_mpnet(tiny_model: EarshotMo
     texts = ["late", "my flight was delayed hours and nobody at the gate", "rude staff", "lost my bag",
              "great crew", "late late late late late late", "I was charged twice for one ticket"]
     assert not any(1 in ids for ids in model.encode(texts).input_ids)
-    np.testing.assert_allclose(model.predict_proba(texts).sentiment, _padded_one_by_one(model, texts), atol=1e-5)
+    np.testing.assert_allclose(model.predict_proba(texts)["sentiment"], _padded_one_by_one(model, texts), atol=1e-5)
 
 
 def test_other_encoders_keep_padded_passes(tiny_model: EarshotModel, monkeypatch: pytest.MonkeyPatch) -> None:
     packed = tiny_model.predict_proba(TEXTS)
     monkeypatch.setattr(tiny_model, "position_offset", None)
     padded = tiny_model.predict_proba(TEXTS)
-    np.testing.assert_allclose(padded.sentiment, packed.sentiment, atol=1e-5)
-    np.testing.assert_allclose(padded.pain_points, packed.pain_points, atol=1e-5)
+    np.testing.assert_allclose(padded["sentiment"], packed["sentiment"], atol=1e-5)
+    np.testing.assert_allclose(padded["pain_points"], packed["pain_points"], atol=1e-5)
     assert position_offset(SimpleNamespace(config=SimpleNamespace(model_type="distilbert"))) is None

@@ -9,7 +9,7 @@ import pytest
 
 from earshot.ray_engine import score_file_with_ray
 from earshot.scoring import score_file
-from model import EarshotModel
+from earshot.model import EarshotModel
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,9 @@ def test_ray_equals_local(tiny_model: EarshotModel, tmp_path: Path) -> None:
     expected = pd.read_csv(local, dtype=str, keep_default_na=False)
     got = pd.read_csv(distributed, dtype=str, keep_default_na=False)
     assert list(got.columns) == list(expected.columns)
-    pd.testing.assert_frame_equal(got.drop(columns=["sentiment_score", "pain_point_scores"]),
-                                  expected.drop(columns=["sentiment_score", "pain_point_scores"]))
+    pd.testing.assert_frame_equal(got.drop(columns=["sentiment_score", "pain_points_scores"]),
+                                  expected.drop(columns=["sentiment_score", "pain_points_scores"]))
     diff = (got["sentiment_score"].replace("", "0").astype(float)
             - expected["sentiment_score"].replace("", "0").astype(float)).abs()
     assert diff.max() < 1e-5
+

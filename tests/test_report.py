@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from earshot.model import EarshotModel
 from earshot.report import build_report
-from model import EarshotModel
 
 
 @pytest.fixture()
@@ -22,17 +22,23 @@ def scored(tmp_path: Path) -> Path:
     rows = []
     for i in range(60):
         kind = i % 5
-        text, sentiment, pains = [("my bag never arrived <script>alert(1)</script>", "negative", ["lost_item"]),
-                                  ("charged twice and late", "negative", ["billing", "late"]),
-                                  ("late again", "negative", ["late"]), ("thanks!", "positive", []),
-                                  ("", None, None)][kind]
+        text, sentiment, pains, praise = [
+            ("my bag never arrived <script>alert(1)</script>", "negative", ["lost_item"], []),
+            ("charged twice and late", "negative", ["billing", "late"], []),
+            ("late again but the crew was lovely", "negative", ["late"], ["crew"]),
+            ("thanks, lovely crew and a great app!", "positive", [], ["crew", "app"]),
+            ("", None, None, None)][kind]
         scores = {label: (0.9 - 0.001 * i if label in (pains or []) else 0.05)
                   for label in ("billing", "late", "lost_item", "rude_staff")}
+        praise_scores = {label: (0.8 if label in (praise or []) else 0.1) for label in ("app", "crew")}
         rows.append({"text": text, "created": f"2026-0{1 + i % 3}-{10 + i % 15} 10:00:00" if i != 7 else "not a date",
                      "channel": ["email", "chat", "twitter"][i % 3], "sentiment": sentiment,
                      "sentiment_score": 0.9 if sentiment else None,
                      "pain_points": ";".join(pains) if pains is not None else None,
-                     "pain_point_scores": json.dumps(scores) if sentiment else None,
+                     "pain_points_scores": json.dumps(scores) if sentiment else None,
+                     "praise_points": ";".join(praise) if praise is not None else None,
+                     "praise_points_scores": json.dumps(praise_scores) if sentiment else None,
+                     "model_version": "0123456789abcdef" if sentiment else None,
                      "error": "empty text" if kind == 4 else None})
     out = tmp_path / "scored.parquet"
     pd.DataFrame(rows).to_parquet(out)
@@ -42,16 +48,30 @@ def scored(tmp_path: Path) -> Path:
 def test_report_has_every_section_and_no_external_link(scored: Path, tiny_model: EarshotModel,
                                                        tmp_path: Path) -> None:
     page = tmp_path / "report.html"
-    tally = build_report(scored, page, model=tiny_model, date_column="created", by="channel")
+    tally = build_report(scored, page, model_config=tiny_model.config, date_column="created", by="channel")
     html = page.read_text()
-    for section in ("sentiment", "pain-points", "trend", "segments", "examples", "provenance"):
+    for section in ("sentiment", "pain-points", "praise-points", "trend", "segments", "examples", "provenance"):
         assert f"<section id='{section}'>" in html
+    assert "What customers value by volume" in html and "What customers value: crew" in html
+    assert "0123456789abcdef (48 rows)" in html
     assert tally.rows == 60 and tally.errors == 12 and tally.bad_dates == 1
     assert len(re.findall(r"src='data:image/png;base64,", html)) >= 3
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)
     assert "<script>alert" not in html and "&lt;script&gt;" in html  # feedback text is escaped
     assert "twitter" in html
-    assert tally.pain["late"] == 24 and tally.pain["lost_item"] == 12 and tally.pain_sentiment["late"]["negative"] == 24
+    assert tally.multi["pain_points"]["late"] == 24 and tally.multi["pain_points"]["lost_item"] == 12
+    assert tally.mood["pain_points"]["late"]["negative"] == 24
+    assert tally.multi["praise_points"]["crew"] == 24 and tally.mood["praise_points"]["app"]["positive"] == 12
+
+
+def test_report_without_a_sentiment_head_still_shows_every_multi_head(scored: Path, tmp_path: Path) -> None:
+    frame = pd.read_parquet(scored).drop(columns=["sentiment", "sentiment_score"])
+    path = tmp_path / "no-sentiment.csv"
+    frame.to_csv(path, index=False)
+    tally = build_report(path, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "<section id='pain-points'>" in html and "<section id='sentiment'>" not in html
+    assert tally.multi["praise_points"]["app"] == 12
 
 
 def test_report_names_a_missing_column(scored: Path, tmp_path: Path) -> None:
@@ -66,7 +86,7 @@ def test_report_renders_in_headless_chromium(scored: Path, tiny_model: EarshotMo
             pytest.fail("chromium is not installed: .ci/run installs it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     page = tmp_path / "report.html"
-    build_report(scored, page, model=tiny_model, date_column="created", by="channel")
+    build_report(scored, page, model_config=tiny_model.config, date_column="created", by="channel")
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",

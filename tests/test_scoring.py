@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import earshot.scoring as scoring
-from earshot.scoring import PREDICTION_COLUMNS, score_file
-from model import EarshotModel
-from training.data import DataError
+from earshot.scoring import prediction_columns, score_file
+from earshot.model import EarshotModel
+from earshot.training.data import DataError
 
 
 def _input(tmp_path: Path, suffix: str, rows: int = 23) -> Path:
@@ -29,6 +29,8 @@ def _input(tmp_path: Path, suffix: str, rows: int = 23) -> Path:
         frame.to_csv(path, sep="\t", index=False)
     elif suffix == ".jsonl":
         frame.to_json(path, orient="records", lines=True)
+    elif suffix == ".json":
+        frame.to_json(path, orient="records")
     else:
         frame.to_parquet(path)
     return path
@@ -37,13 +39,13 @@ def _input(tmp_path: Path, suffix: str, rows: int = 23) -> Path:
 def _read(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    if path.suffix == ".jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
+    if path.suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
     return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
 
 
 @pytest.mark.parametrize("source, target", [(".csv", ".csv"), (".tsv", ".jsonl"), (".jsonl", ".parquet"),
-                                            (".parquet", ".csv"), (".csv", ".parquet")])
+                                            (".parquet", ".csv"), (".csv", ".parquet"), (".json", ".json")])
 def test_formats_round_trip_with_every_row_and_column(tiny_model: EarshotModel, tmp_path: Path,
                                                       source: str, target: str) -> None:
     path = _input(tmp_path, source)
@@ -51,14 +53,15 @@ def test_formats_round_trip_with_every_row_and_column(tiny_model: EarshotModel, 
     summary = score_file(tiny_model, path, out, chunk_size=5, progress=False)
     scored = _read(out)
     assert summary.rows == 23 and summary.errors == 8
-    assert list(scored.columns) == ["ticket", "text", "amount", *PREDICTION_COLUMNS]
+    assert list(scored.columns) == ["ticket", "text", "amount", "sentiment", "sentiment_score", "pain_points",
+                                    "pain_points_scores", "model_version", "error"]
     assert list(scored["ticket"]) == [f"T{i:03d}" for i in range(23)]
     assert [str(a) for a in scored["amount"]] == [f"{i}.50" for i in range(23)]
     good = scored[scored["text"].astype(str).str.strip() != ""]
     assert good["error"].isna().all() | (good["error"] == "").all()
-    scores = json.loads(good["pain_point_scores"].iloc[0])
-    assert set(scores) == set(tiny_model.pain_point_labels)
-    assert set(good["sentiment"]) <= set(tiny_model.sentiment_labels)
+    scores = json.loads(good["pain_points_scores"].iloc[0])
+    assert set(scores) == set(tiny_model.config.head("pain_points").labels)
+    assert set(good["sentiment"]) <= set(tiny_model.config.head("sentiment").labels)
 
 
 def test_bad_rows_are_marked_not_dropped(tiny_model: EarshotModel, tmp_path: Path) -> None:
@@ -70,13 +73,20 @@ def test_bad_rows_are_marked_not_dropped(tiny_model: EarshotModel, tmp_path: Pat
     assert scored["sentiment"].isna().tolist() == [False, False, False, True, True, False]
 
 
+def test_every_scored_row_records_the_model_version(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    version = tiny_model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "out.csv"
+    score_file(tiny_model, _input(tmp_path, ".csv", rows=6), out, progress=False)
+    assert _read(out)["model_version"].tolist() == [version, version, version, "", "", version]
+
+
 def test_predictions_equal_the_models_own(tiny_model: EarshotModel, tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
     score_file(tiny_model, _input(tmp_path, ".csv", rows=6), out, chunk_size=2, progress=False)
     scored = pd.read_parquet(out)
     direct = tiny_model.predict(["my bag never arrived"])[0]
-    assert scored["sentiment"].iloc[0] == direct.sentiment
-    assert scored["sentiment_score"].iloc[0] == pytest.approx(direct.sentiment_score, abs=1e-5)
+    assert scored["sentiment"].iloc[0] == direct["sentiment"].label
+    assert float(scored["sentiment_score"].iloc[0]) == pytest.approx(direct["sentiment"].labels[0].score, abs=1e-5)
 
 
 def test_missing_text_column_names_the_flag(tiny_model: EarshotModel, tmp_path: Path) -> None:
@@ -128,7 +138,7 @@ def test_header_only_input_gives_header_only_output(tiny_model: EarshotModel, tm
     path.write_text("id,text\n")
     out = tmp_path / "out.parquet"
     assert score_file(tiny_model, path, out, progress=False).rows == 0
-    assert pq.read_schema(out).names == ["id", "text", *PREDICTION_COLUMNS]
+    assert pq.read_schema(out).names == ["id", "text", *prediction_columns(tiny_model.config.heads)]
 
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model: EarshotModel, tmp_path: Path) -> None:

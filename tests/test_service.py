@@ -21,69 +21,77 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from model import EarshotModel
-from service.middleware import GuardMiddleware
-from service.redaction import RedactValidationErrors
-from service.settings import Settings
+from conftest import tiny_heads
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel, Head, version_id
+from earshot.service.middleware import GuardMiddleware
+from earshot.service.redaction import RedactValidationErrors
+from earshot.service.service import build_service
+from earshot.service.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def service_module(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory):
-    """service.service imported with settings for the tiny model (settings are read at import).
+def served(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The service class built for the tiny model with three heads, from settings passed in.
 
     Module-scoped: BentoML registers Prometheus metrics once per process and app.
     """
     folder = tmp_path_factory.mktemp("served")
-    EarshotModel.from_base(str(tiny_base), ["negative", "neutral", "positive"],
-                           ["billing", "late", "lost_item", "rude_staff"], max_length=32).save_pretrained(folder)
-    overrides = {"EARSHOT_MODEL": str(folder), "EARSHOT_MAX_ITEMS": "8", "EARSHOT_MAX_BODY_BYTES": "20000"}
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        import service.service as module
+    heads = [*tiny_heads(), Head("praise_points", "multi", ["crew", "app"])]
+    version = EarshotModel.from_base(str(tiny_base), heads, max_length=32).save_pretrained(folder)
+    settings = Settings.from_env({"EARSHOT_MODEL": str(folder), "EARSHOT_MAX_ITEMS": "8",
+                                  "EARSHOT_MAX_BODY_BYTES": "20000"})
+    return build_service(settings), version
 
-        yield importlib.reload(module)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+
+def test_importing_the_service_module_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import earshot.service.service as module
+
+    monkeypatch.setenv("EARSHOT_MAX_ITEMS", "not a number")
+    importlib.reload(module)  # would fail if the environment were read at import
+    with pytest.raises(ValueError, match="EARSHOT_MAX_ITEMS='not a number' is not an integer"):
+        module.Earshot  # noqa: B018 - the service is built from the environment when first asked for
 
 
 # ----------------------------------------------------------------------- layer 1: the class itself
-def test_service_class_classifies_in_order_and_echoes_ids(service_module) -> None:
-    from service.schemas import FeedbackItem
+def test_service_class_classifies_in_order_and_echoes_ids(served) -> None:
+    from earshot.service.schemas import FeedbackItem
 
-    service = service_module.Earshot()
+    service_class, version = served
+    service = service_class()
     items = [FeedbackItem(id=str(i), text=text) for i, text in enumerate(["late", "thanks", "late " * 100])]
     answers = service.classify(items)
     assert [a.id for a in answers] == ["0", "1", "2"]
     assert [a.truncated for a in answers] == [False, False, True]
+    assert {a.model_version for a in answers} == {version}
     # Every backend scores a text the same alone or beside others (int8 quantises per token).
     direct = service.model.predict(["thanks"])[0]
-    assert answers[1].sentiment["label"] == direct.sentiment
-    assert answers[1].sentiment["scores"] == pytest.approx(direct.sentiment_scores, abs=1e-5)
-    assert service.info().pain_point_labels == ["billing", "late", "lost_item", "rude_staff"]
+    assert answers[1].heads["sentiment"].labels[0].label == direct["sentiment"].label
+    assert answers[1].heads["sentiment"].scores == pytest.approx(direct["sentiment"].scores, abs=1e-5)
+    assert [h.name for h in service.info().heads] == ["sentiment", "pain_points", "praise_points"]
     # Declared, so that BentoML does not rebuild the answer's JSON schema per response to find it.
-    assert service_module.Earshot.apis["classify"].output_spec.media_type == "application/json"
+    assert service_class.apis["classify"].output_spec.media_type == "application/json"
 
 
 # ---------------------------------------------------------------------- layer 2: in-process HTTP
 @pytest.fixture(scope="module")
-def client(service_module):
-    with TestClient(app=service_module.Earshot.to_asgi()) as test_client:
+def client(served):
+    with TestClient(app=served[0].to_asgi()) as test_client:
         yield test_client
 
 
-def test_http_classify_and_model_info(client: TestClient) -> None:
+def test_http_classify_and_model_info(client: TestClient, served) -> None:
     response = client.post("/classify", json={"items": [{"id": "a", "text": "my bag is lost"}, {"text": "ok"}]})
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     body = response.json()
     assert [item["id"] for item in body] == ["a", None]
-    assert set(body[0]) == {"id", "sentiment", "pain_points", "pain_point_scores", "truncated"}
+    assert set(body[0]) == {"id", "model_version", "heads", "truncated"}
+    assert set(body[0]["heads"]) == {"sentiment", "pain_points", "praise_points"}
+    assert set(body[0]["heads"]["praise_points"]["scores"]) == {"crew", "app"}
     info = client.get("/model")
-    assert info.status_code == 200 and info.json()["sentiment_labels"] == ["negative", "neutral", "positive"]
+    assert info.status_code == 200
+    assert info.json()["heads"][0] == {"name": "sentiment", "kind": "single",
+                                       "labels": ["negative", "neutral", "positive"], "thresholds": {}}
+    assert info.json()["version"] == body[0]["model_version"] == body[1]["model_version"] == served[1]
     assert info.json()["backend"] == "onnx-int8"  # the default, auto, on a machine without a GPU
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
 
@@ -219,11 +227,14 @@ def test_real_server_gives_right_labels(server) -> None:
              {"id": "late", "text": "@airline flight delayed 4 hours again, we are still sitting at the gate"},
              {"id": "thanks", "text": "@airline thank you, the crew was wonderful and the flight was great!"}]
     answer = httpx.post(f"{base}/classify", json={"items": items}, headers=auth, timeout=30).json()
-    by_id = {a["id"]: a for a in answer}
-    assert by_id["lost"]["sentiment"]["label"] == "negative"
-    assert by_id["lost"]["pain_points"][0]["label"] == "Lost Luggage"
-    assert by_id["late"]["pain_points"][0]["label"] == "Late Flight"
-    assert by_id["thanks"]["sentiment"]["label"] == "positive" and by_id["thanks"]["pain_points"] == []
+    by_id = {a["id"]: a["heads"] for a in answer}
+    assert by_id["lost"]["sentiment"]["labels"][0]["label"] == "negative"
+    assert by_id["lost"]["pain_points"]["labels"][0]["label"] == "Lost Luggage"
+    assert by_id["late"]["pain_points"]["labels"][0]["label"] == "Late Flight"
+    assert by_id["thanks"]["sentiment"]["labels"][0]["label"] == "positive"
+    assert by_id["thanks"]["pain_points"]["labels"] == []
+    info = httpx.get(f"{base}/model", headers=auth, timeout=10).json()
+    assert {a["model_version"] for a in answer} == {info["version"]} == {version_id(DEFAULT_MODEL_DIR)}
 
 
 @pytest.mark.integration
@@ -244,7 +255,7 @@ def test_real_server_rejects_bad_input_and_missing_key(server) -> None:
     docs = httpx.get(f"{base}/docs.json", headers=auth, timeout=10)
     assert docs.status_code == 200 and "ticket-4711" in docs.text  # the examples show in the OpenAPI page
     info = httpx.get(f"{base}/model", headers=auth, timeout=10).json()
-    assert "Lost Luggage" in info["pain_point_labels"] and info["metrics"]
+    assert "Lost Luggage" in info["heads"][1]["labels"] and info["metrics"]
     log.flush()
     log.seek(0)
     assert "private words" not in log.read()
@@ -264,7 +275,7 @@ def test_real_server_under_concurrent_load_batches_and_matches(server) -> None:
                 item_id = f"{number}-{request}"
                 response = http.post("/classify", json={"items": [{"id": item_id, "text": text}]})
                 body = response.json()
-                label = body[0]["sentiment"]["label"] if response.status_code == 200 else None
+                label = body[0]["heads"]["sentiment"]["labels"][0]["label"] if response.status_code == 200 else None
                 results.append((item_id, body[0]["id"] if response.status_code == 200 else "", response.status_code,
                                 f"{text}|{label}"))
         return results
@@ -286,32 +297,3 @@ def test_real_server_under_concurrent_load_batches_and_matches(server) -> None:
     total = float(re.search(r'bentoml_service_adaptive_batch_size_count\{method_name="classify"[^}]*\} ([0-9.]+)',
                             metrics).group(1))
     assert total - buckets[1.0] > 0, "no batch held more than one request"
-
-
-@pytest.mark.integration
-def test_bentoml_build_offline_and_the_bento_serves(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
-    env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1")
-    built = subprocess.run([sys.executable, "-m", "bentoml", "build", "--output", "tag"], cwd=root, env=env, capture_output=True,
-                           text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-3000:]
-    tag = built.stdout.strip().splitlines()[-1].replace("__tag__:", "")
-    bento = tmp_path / "bentoml" / "bentos" / tag.split(":")[0] / tag.split(":")[1]
-    assert (bento / "src" / "model" / "default" / "model.safetensors").is_file()
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)], env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the bento's server exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        answer = httpx.post(f"http://127.0.0.1:{port}/classify", timeout=30,
-                            json={"items": [{"text": "@united you lost my luggage"}]})
-        assert answer.status_code == 200 and answer.json()[0]["pain_points"][0]["label"] == "Lost Luggage"
-    finally:
-        _stop(process)

@@ -5,20 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import training.trainer as trainer_module
-from model import EarshotModel
-from training import ColumnMapping, Trainer, TrainingConfig, read_examples, split_validation
+import earshot.training.trainer as trainer_module
+import earshot.model.modeling as modeling
+from earshot.model import EarshotModel
+from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 
-MAPPING = ColumnMapping(text="text", sentiment="sentiment", pain_points="pain_points")
+MAPPING = ColumnMapping(text="text", heads=(HeadColumn("sentiment", "single", "sentiment"),
+                                            HeadColumn("pain_points", "multi", "pain_points")))
 
 
 def _fresh(tiny_base: Path, data) -> EarshotModel:
     torch.manual_seed(0)
-    return EarshotModel.from_base(str(tiny_base), data.sentiment_labels(), data.pain_point_labels(), max_length=32)
+    return EarshotModel.from_base(str(tiny_base), data.heads(MAPPING), max_length=32)
 
 
 def _config(out: Path, **overrides) -> TrainingConfig:
@@ -42,11 +45,47 @@ def test_training_learns_and_writes_a_loadable_model(tiny_base: Path, split, tmp
     assert result.validation_metrics["sentiment"]["accuracy"] > untrained["sentiment"]["accuracy"]
     loaded = EarshotModel.from_pretrained(tmp_path / "run", device="cpu")
     assert loaded.config.provenance["best_epoch"] == result.best_epoch
-    assert loaded.config.thresholds != {label: 0.5 for label in loaded.pain_point_labels}  # tuned
+    pain = loaded.config.head("pain_points")
+    assert pain.thresholds != {label: 0.5 for label in pain.labels}  # tuned
+    assert loaded.version == model.version
     assert not (tmp_path / "run" / "checkpoints").exists()  # removed after success
     texts = [e.text for e in validation]
-    np.testing.assert_allclose(loaded.predict_proba(texts).pain_points, model.predict_proba(texts).pain_points,
+    np.testing.assert_allclose(loaded.predict_proba(texts)["pain_points"], model.predict_proba(texts)["pain_points"],
                                atol=1e-6)
+
+
+def test_saved_weights_have_the_asked_dtype_whatever_device_trained(tiny_base: Path, split, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, loading casts to half precision for inference; the saved model must not inherit that.
+
+    No GPU here, so the cast is simulated: every load behaves as on an accelerator (fp16).
+    """
+    data, train, validation = split
+    monkeypatch.setattr(modeling, "inference_dtype", lambda device: torch.float16)
+    Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "f32", epochs=1)).train()
+    assert {t.dtype for t in load_file(tmp_path / "f32" / "model.safetensors").values()
+            if t.is_floating_point()} == {torch.float32}
+    Trainer(_fresh(tiny_base, data), train, validation,
+            _config(tmp_path / "f16", epochs=1, save_dtype="float16")).train()
+    assert {t.dtype for t in load_file(tmp_path / "f16" / "model.safetensors").values()
+            if t.is_floating_point()} == {torch.float16}
+
+
+def test_a_third_head_trains_in_the_same_pass(tiny_base: Path, tmp_path: Path) -> None:
+    rows = pd.read_csv(Path(__file__).parent / "data" / "feedback.csv", keep_default_na=False)
+    rows["praise_points"] = ["crew" if "crew" in t else ("app" if "app" in t else "") for t in rows["text"]]
+    path = tmp_path / "three.csv"
+    rows.to_csv(path, index=False)
+    mapping = ColumnMapping(heads=(*MAPPING.heads, HeadColumn.parse("praise_points:multi:praise_points")))
+    data = read_examples(path, mapping)
+    train, validation = split_validation(data.examples, 0.25, seed=3)
+    torch.manual_seed(0)
+    model = EarshotModel.from_base(str(tiny_base), data.heads(mapping), max_length=32)
+    result = Trainer(model, train, validation, _config(tmp_path / "run", epochs=2)).train()
+    assert set(result.validation_metrics) == {"sentiment", "pain_points", "praise_points"}
+    assert result.validation_metrics["praise_points"]["per_label"].keys() == {"app", "crew"}
+    assert set(EarshotModel.from_pretrained(tmp_path / "run").predict(["the crew"])[0].heads) == {
+        "sentiment", "pain_points", "praise_points"}
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_base: Path, split, tmp_path: Path,
@@ -70,8 +109,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_base: Path, split
 
     # a different random init proves the weights come from the checkpoint, not the constructor
     torch.manual_seed(123)
-    resumed_model = EarshotModel.from_base(str(tiny_base), data.sentiment_labels(), data.pain_point_labels(),
-                                           max_length=32)
+    resumed_model = EarshotModel.from_base(str(tiny_base), data.heads(MAPPING), max_length=32)
     result = Trainer(resumed_model, train, validation, _config(tmp_path / "crashed")).train(resume=True)
     assert result.epochs_run == 3
     straight = load_file(tmp_path / "straight" / "model.safetensors")
@@ -92,20 +130,20 @@ def test_resume_with_other_data_is_refused(tiny_base: Path, split, tmp_path: Pat
 def test_early_stopping_stops(tiny_base: Path, split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, train, validation = split
     scores = iter([0.5, 0.4, 0.3, 0.9, 0.9])
-    monkeypatch.setattr(trainer_module, "validation_score", lambda metrics: next(scores))
+    monkeypatch.setattr(trainer_module, "validation_score", lambda metrics, heads: next(scores))
     result = Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "r", epochs=5, patience=2)).train()
     assert result.epochs_run == 3 and result.best_epoch == 1
 
 
 def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, tmp_path: Path) -> None:
     data, train, validation = split
-    unlabelled = [type(e)(text=e.text, sentiment=None, pain_points=e.pain_points, row=e.row) for e in train]
+    unlabelled = [type(e)(text=e.text, labels={**e.labels, "sentiment": None}, row=e.row) for e in train]
     model = _fresh(tiny_base, data)
-    before = model.pain_point_head.weight.detach().clone()
-    sentiment_before = model.sentiment_head.weight.detach().clone()
+    before = model.heads["pain_points"].weight.detach().clone()
+    sentiment_before = model.heads["sentiment"].weight.detach().clone()
     Trainer(model, unlabelled, validation, _config(tmp_path / "r", epochs=1)).train()
-    assert not torch.equal(model.pain_point_head.weight, before)
-    assert torch.equal(model.sentiment_head.weight, sentiment_before)  # no sentiment label, no gradient
+    assert not torch.equal(model.heads["pain_points"].weight, before)
+    assert torch.equal(model.heads["sentiment"].weight, sentiment_before)  # no sentiment label, no gradient
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -114,7 +152,8 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"class_weighting": "auto"}, "class_weighting must be one of"),
     ({"patience": -1}, "patience must be 0"),
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
-    ({"pain_point_ranking_weight": -1.0}, "pain_point_ranking_weight must be >= 0"),
+    ({"ranking_loss_weight": -1.0}, "ranking_loss_weight must be >= 0"),
+    ({"save_dtype": "int8"}, "save_dtype must be one of"),
     ({"threshold_shrinkage": -5.0}, "threshold_shrinkage must be >= 0"),
 ])
 def test_config_validates_itself(fields: dict, message: str) -> None:
@@ -137,6 +176,6 @@ def test_ranking_loss_moves_the_pain_point_head(tiny_base: Path, split, tmp_path
     for weight in (0.0, 1.0):
         model = _fresh(tiny_base, data)
         Trainer(model, train, validation, _config(tmp_path / f"w{weight}", epochs=1,
-                                                  pain_point_ranking_weight=weight)).train()
-        heads.append(model.pain_point_head.weight.detach().clone())
+                                                  ranking_loss_weight=weight)).train()
+        heads.append(model.heads["pain_points"].weight.detach().clone())
     assert not torch.allclose(heads[0], heads[1])

@@ -9,7 +9,6 @@ during a save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from earshot.files import atomic_folder
 
 _PREFIX = "epoch-"
 
@@ -36,11 +37,17 @@ class TrainingState:
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainingState) -> Path:
     """Write a complete checkpoint for ``state.epoch`` and remove older ones."""
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{_PREFIX}{state.epoch:04d}"
-    partial = folder / f".partial-{state.epoch:04d}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    with atomic_folder(final) as partial:
+        _write(partial, model, optimizer, scheduler, state)
+    for older in folder.glob(f"{_PREFIX}*"):
+        if older != final:
+            shutil.rmtree(older, ignore_errors=True)
+    return final
+
+
+def _write(partial: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainingState) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, partial / "model.safetensors")
     tensors, meta = _split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()
@@ -50,13 +57,6 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     meta["scheduler"] = scheduler.state_dict()
     meta["training_state"] = state.__dict__
     (partial / "state.json").write_text(json.dumps(meta), encoding="utf-8")
-    _fsync_tree(partial)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    for older in folder.glob(f"{_PREFIX}*"):
-        if older != final:
-            shutil.rmtree(older, ignore_errors=True)
-    return final
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -99,9 +99,3 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> d
         _, index, name = key.split(".", 2)
         state.setdefault(int(index), {})[name] = value
     return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+SAVE_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -29,16 +30,18 @@ class TrainingConfig:
     seed: int = 13
     class_weighting: str = "sqrt"
     max_pos_weight: float = 10.0
-    # The pain-point loss is a mean over labels, so each label's signal is 1/labels of the sentiment
-    # loss's; weighting it up lets the encoder learn pain-point features as fast as sentiment ones.
-    pain_point_loss_weight: float = 1.0
+    # A multi head's loss is a mean over its labels, so each label's signal is 1/labels of a single
+    # head's; weighting it up lets the encoder learn those features as fast as the single head's.
+    multi_label_loss_weight: float = 1.0
     # Sigmoid losses train each label against "absent", never against each other; on texts that do
-    # have a pain point, a softmax over the labels (the gold ones sharing the mass) teaches the
-    # encoder which label fits best: what ranking the scores needs. 0 turns it off.
-    pain_point_ranking_weight: float = 0.0
+    # have a label of a multi head, a softmax over its labels (the gold ones sharing the mass) teaches
+    # the encoder which label fits best: what ranking the scores needs. 0 turns it off.
+    ranking_loss_weight: float = 0.0
     # Per-label thresholds are tuned on the validation data; a label with few positives there gets
     # a noisy optimum. k > 0 pulls each toward the one best shared threshold, by k / (positives + k).
     threshold_shrinkage: float = 0.0
+    # Precision of the weights written to output_dir, whatever the device trained in.
+    save_dtype: str = "float32"
     mixed_precision: bool = True
     device: str | None = None
     keep_checkpoints: bool = False
@@ -59,10 +62,12 @@ class TrainingConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.weight_decay < 0 or self.max_grad_norm <= 0 or self.max_pos_weight < 1:
             raise ValueError("weight_decay must be >= 0, max_grad_norm > 0 and max_pos_weight >= 1")
-        if self.pain_point_loss_weight <= 0:
-            raise ValueError(f"pain_point_loss_weight must be > 0, got {self.pain_point_loss_weight!r}")
-        if self.pain_point_ranking_weight < 0:
-            raise ValueError(f"pain_point_ranking_weight must be >= 0, got {self.pain_point_ranking_weight!r}")
+        if self.multi_label_loss_weight <= 0:
+            raise ValueError(f"multi_label_loss_weight must be > 0, got {self.multi_label_loss_weight!r}")
+        if self.ranking_loss_weight < 0:
+            raise ValueError(f"ranking_loss_weight must be >= 0, got {self.ranking_loss_weight!r}")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, got {self.save_dtype!r}")
         if self.threshold_shrinkage < 0:
             raise ValueError(f"threshold_shrinkage must be >= 0, got {self.threshold_shrinkage!r}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
@@ -72,3 +77,11 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        """A config from ``data``; keys that are not fields are refused by name (no silent typo)."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}")
+        return cls(**data)

@@ -4,8 +4,8 @@ Every problem is reported with the file, the row (1-based, header not counted) a
 that a data scientist can fix the file rather than guess.
 
 Example:
-    >>> data = read_examples("train.csv", ColumnMapping(sentiment="airline_sentiment",
-    ...                      pain_points="negativereason", none_labels=("Can't Tell",)))
+    >>> data = read_examples("train.csv", ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),
+    ...                      HeadColumn("pain_points", "multi", "negativereason")), none_labels=("Can't Tell",)))
     >>> data.examples[0].text
     '@VirginAmerica What @dhepburn said.'
 """
@@ -19,17 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import datasets
+import numpy as np
+import pandas as pd
 
-# Extension -> (datasets builder, extra builder arguments)
-_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("csv", {"keep_default_na": False, "na_filter": False}),
-    ".tsv": ("csv", {"sep": "\t", "keep_default_na": False, "na_filter": False}),
-    ".jsonl": ("json", {}),
-    ".json": ("json", {}),
-    ".parquet": ("parquet", {}),
-}
-_TEXT_FORMATS = {".csv", ".tsv", ".jsonl", ".json"}
+from earshot.model.heads import MULTI, Head
+from earshot.tables import TEXT_FORMATS, read_table, table_format
 
 
 class DataError(ValueError):
@@ -37,38 +31,70 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class ColumnMapping:
-    """Which columns hold what, and which label values mean "no pain point".
+class HeadColumn:
+    """A head to train and the column that holds its labels.
 
-    A head whose column is ``None`` is not trained (e.g. Banking77 has no sentiment).
+    Example:
+        >>> HeadColumn.parse("praise_points:multi:praise_points")
+        HeadColumn(name='praise_points', kind='multi', column='praise_points', flag='--head praise_points:multi:praise_points')
+    """
+
+    name: str
+    kind: str
+    column: str
+    flag: str = ""  # the command-line flag that named it, for error messages
+
+    def __post_init__(self) -> None:
+        Head(self.name, self.kind, ["a", "b"])  # the name and kind rules of a head, checked now
+        if not self.flag:
+            object.__setattr__(self, "flag", f"--head {self.name}:{self.kind}:{self.column}")
+
+    @classmethod
+    def parse(cls, spec: str) -> "HeadColumn":
+        """``NAME:KIND:COLUMN`` (``COLUMN`` may hold ':'), as given to ``--head``."""
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"--head {spec!r}: expected NAME:KIND:COLUMN, e.g. praise_points:multi:praise_points")
+        return cls(parts[0], parts[1], parts[2], flag=f"--head {spec}")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which columns hold the text and each head's labels, and which values mean "no label".
+
+    ``none_labels`` apply to multi heads (e.g. the airline data's "Can't Tell" pain point).
+
+    Example:
+        >>> mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),))
     """
 
     text: str = "text"
-    sentiment: str | None = None
-    pain_points: str | None = None
+    heads: tuple[HeadColumn, ...] = ()
     none_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.sentiment is None and self.pain_points is None:
-            raise ValueError("give at least one label column: --sentiment-column or --pain-points-column")
+        if not self.heads:
+            raise ValueError("give at least one label column: --sentiment-column, --pain-points-column or "
+                             "--head NAME:KIND:COLUMN")
+        names = [h.name for h in self.heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two label columns for the same head: {names}")
 
     def required(self) -> dict[str, str]:
         """Column name -> the CLI flag that sets it."""
         columns = {self.text: "--text-column"}
-        if self.sentiment is not None:
-            columns[self.sentiment] = "--sentiment-column"
-        if self.pain_points is not None:
-            columns[self.pain_points] = "--pain-points-column"
+        for head in self.heads:
+            columns.setdefault(head.column, head.flag)
         return columns
 
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled text. ``sentiment`` None means unknown: that row trains only the pain-point head."""
+    """One labelled text: ``labels[head]`` is a label (single head; None = unknown, so that row
+    trains the other heads only) or a tuple of labels (multi head; empty = none of them)."""
 
     text: str
-    sentiment: str | None
-    pain_points: tuple[str, ...]
+    labels: dict[str, str | tuple[str, ...] | None]
     row: int
 
 
@@ -88,36 +114,47 @@ class LoadedData:
     examples: list[Example]
     skipped: list[SkippedRow] = field(default_factory=list)
 
-    def sentiment_labels(self) -> list[str]:
-        return sorted({e.sentiment for e in self.examples if e.sentiment is not None})
+    def labels(self, head: str) -> list[str]:
+        """Every label of ``head`` found in the data, sorted."""
+        found: set[str] = set()
+        for example in self.examples:
+            value = example.labels.get(head)
+            if isinstance(value, tuple):
+                found.update(value)
+            elif value is not None:
+                found.add(value)
+        return sorted(found)
 
-    def pain_point_labels(self) -> list[str]:
-        return sorted({label for e in self.examples for label in e.pain_points})
+    def heads(self, mapping: ColumnMapping) -> list[Head]:
+        """One untrained head per mapped column, with the labels found in the data."""
+        return [Head(h.name, h.kind, self.labels(h.name)) for h in mapping.heads]
 
 
-def load_table(path: str | Path) -> datasets.Dataset:
-    """Load CSV, TSV, JSONL, Parquet or a saved HF dataset folder as a ``datasets.Dataset``."""
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Load a table in any format of ``earshot.tables.FORMATS``, or a saved HF dataset folder."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
+        import datasets
+
         try:
             loaded = datasets.load_from_disk(str(path))
         except (FileNotFoundError, ValueError) as error:
             raise DataError(f"{path}: not a saved dataset folder ({error})") from error
         if isinstance(loaded, datasets.DatasetDict):
             raise DataError(f"{path}: holds splits {list(loaded)}; point at one split's folder, e.g. {path}/train")
-        return loaded
-    suffix = path.suffix.lower()
-    if suffix not in _FORMATS:
-        raise DataError(f"{path}: unknown format {suffix!r}; use one of {sorted(_FORMATS)} or a saved dataset folder")
-    if suffix in _TEXT_FORMATS:
-        check_utf8(path)
-    builder, options = _FORMATS[suffix]
+        return loaded.to_pandas()
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+        fmt = table_format(path)
+    except ValueError as error:
+        raise DataError(f"{error}, or a saved dataset folder") from None
+    if fmt in TEXT_FORMATS:
+        check_utf8(path)
+    try:
+        return read_table(path)
     except Exception as error:  # noqa: BLE001 - pandas/pyarrow raise many types; re-raised with the file named
-        raise DataError(f"{path}: cannot be read as {suffix[1:].upper()}: {error}") from error
+        raise DataError(f"{path}: cannot be read as {fmt.upper()}: {error}") from error
 
 
 def check_utf8(path: Path) -> None:
@@ -143,27 +180,25 @@ def check_columns(source: str, found: Sequence[str], mapping: ColumnMapping) -> 
 
 
 def read_examples(path: str | Path, mapping: ColumnMapping, *, skip_bad_rows: bool = False,
-                  sentiment_labels: Sequence[str] | None = None,
-                  pain_point_labels: Sequence[str] | None = None) -> LoadedData:
+                  known_labels: dict[str, Sequence[str]] | None = None) -> LoadedData:
     """Read and check labelled rows.
 
-    With ``sentiment_labels`` / ``pain_point_labels`` given (validation or test data), a label the
-    model does not know is an error. With ``skip_bad_rows`` a bad row is skipped and recorded in
+    With ``known_labels`` (head -> labels; validation or test data), a label the model does not
+    know is an error. With ``skip_bad_rows`` a bad row is skipped and recorded in
     ``LoadedData.skipped`` instead of stopping.
     """
     table = load_table(path)
     source = str(path)
-    check_columns(source, table.column_names, mapping)
-    known_sentiments = set(sentiment_labels) if sentiment_labels is not None else None
-    known_pain_points = set(pain_point_labels) if pain_point_labels is not None else None
+    check_columns(source, [str(c) for c in table.columns], mapping)
+    known = {head: set(labels) for head, labels in (known_labels or {}).items()}
     columns = list(mapping.required())
     result = LoadedData(source=source, examples=[])
-    cells = table.select_columns(columns).to_dict()
-    for index in range(table.num_rows):
+    cells = table[columns].to_dict("list")
+    for index in range(len(table)):
         row = index + 1
         record = {column: cells[column][index] for column in columns}
         try:
-            result.examples.append(_parse_row(record, row, mapping, known_sentiments, known_pain_points))
+            result.examples.append(_parse_row(record, row, mapping, known))
         except _RowError as error:
             if not skip_bad_rows:
                 raise DataError(f"{source}: {error.skipped}. Fix the row, or pass --skip-bad-rows "
@@ -180,35 +215,37 @@ class _RowError(Exception):
         self.skipped = skipped
 
 
-def _parse_row(record: dict[str, Any], row: int, mapping: ColumnMapping,
-               known_sentiments: set[str] | None, known_pain_points: set[str] | None) -> Example:
+def _parse_row(record: dict[str, Any], row: int, mapping: ColumnMapping, known: dict[str, set[str]]) -> Example:
     text = record[mapping.text]
-    if text is None or (isinstance(text, str) and not text.strip()):
+    if _missing(text) or (isinstance(text, str) and not text.strip()):
         raise _RowError(SkippedRow(row, mapping.text, "empty text"))
     if not isinstance(text, str):
         raise _RowError(SkippedRow(row, mapping.text, f"text is {type(text).__name__} {text!r}, not a string"))
-    sentiment = None
-    if mapping.sentiment is not None:
-        sentiment = _parse_label(record[mapping.sentiment], row, mapping.sentiment)
-        if sentiment is not None and known_sentiments is not None and sentiment not in known_sentiments:
-            raise _RowError(SkippedRow(row, mapping.sentiment,
-                                       f"unknown sentiment {sentiment!r}; the model knows {sorted(known_sentiments)}"))
-    pain_points: tuple[str, ...] = ()
-    if mapping.pain_points is not None:
-        labels = parse_label_cell(record[mapping.pain_points], row, mapping.pain_points)
-        pain_points = tuple(label for label in labels if label not in mapping.none_labels)
-        if known_pain_points is not None:
-            unknown = [label for label in pain_points if label not in known_pain_points]
-            if unknown:
-                raise _RowError(SkippedRow(row, mapping.pain_points,
-                                           f"unknown pain point {unknown[0]!r}; the model knows "
-                                           f"{sorted(known_pain_points)} (add --none-label for values that "
-                                           "mean no pain point)"))
-    return Example(text=text, sentiment=sentiment, pain_points=pain_points, row=row)
+    labels: dict[str, str | tuple[str, ...] | None] = {}
+    for head in mapping.heads:
+        value: str | tuple[str, ...] | None
+        if head.kind == MULTI:
+            value = tuple(label for label in parse_label_cell(record[head.column], row, head.column)
+                          if label not in mapping.none_labels)
+            unknown = [label for label in value if head.name in known and label not in known[head.name]]
+        else:
+            value = _parse_label(record[head.column], row, head.column)
+            unknown = [value] if value is not None and head.name in known and value not in known[head.name] else []
+        if unknown:
+            hint = " (add --none-label for values that mean no label)" if head.kind == MULTI else ""
+            raise _RowError(SkippedRow(row, head.column, f"unknown {head.name} label {unknown[0]!r}; the model "
+                                                         f"knows {sorted(known[head.name])}{hint}"))
+        labels[head.name] = value
+    return Example(text=text, labels=labels, row=row)
+
+
+def _missing(value: Any) -> bool:
+    """An absent cell: None, or the NaN that pandas reads for a null in JSON or Parquet."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _parse_label(value: Any, row: int, column: str) -> str | None:
-    if value is None:
+    if _missing(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _RowError(SkippedRow(row, column, f"malformed label {value!r}: expected text"))
@@ -222,8 +259,10 @@ def parse_label_cell(value: Any, row: int, column: str) -> tuple[str, ...]:
     Accepts ``a;b`` text, a JSON list ``["a", "b"]``, a list (Parquet/JSONL), a single label, or an
     empty cell (no labels). Anything else raises, naming the row and column.
     """
-    if value is None:
+    if _missing(value):
         return ()
+    if isinstance(value, np.ndarray):  # a list cell of Parquet or a saved dataset, as pandas reads it
+        value = value.tolist()
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
@@ -265,13 +304,19 @@ def stratified_holdout(keys: Sequence[str], fraction: float, seed: int) -> set[i
     return held_out
 
 
+def _first(value: str | tuple[str, ...] | None) -> str:
+    if isinstance(value, tuple):
+        return value[0] if value else ""
+    return value or ""
+
+
 def split_validation(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """A stratified, seeded split: each sentiment / first-pain-point group keeps its share.
+    """A stratified, seeded split: each group of (every head's label or first label) keeps its share.
 
     Example:
         >>> train, validation = split_validation(data.examples, 0.1, seed=13)
     """
-    keys = [f"{e.sentiment or ''}|{e.pain_points[0] if e.pain_points else ''}" for e in examples]
+    keys = ["|".join(_first(value) for _, value in sorted(e.labels.items())) for e in examples]
     held_out = stratified_holdout(keys, fraction, seed)
     train = [e for i, e in enumerate(examples) if i not in held_out]
     validation = [e for i, e in enumerate(examples) if i in held_out]

@@ -8,50 +8,47 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from model import EarshotModel
+from earshot.files import atomic_path, write_text_atomic
+from earshot.model import SINGLE, EarshotModel, Head
 
-from .data import ColumnMapping, Example, LoadedData
+from .data import ColumnMapping, LoadedData
 from .metrics import multi_label_metrics, single_label_metrics
+from .trainer import head_targets
 
 
 def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
              batch_size: int | None = None) -> dict[str, Any]:
-    """Metrics of each head that the data has labels for, at the model's own thresholds."""
+    """Metrics of each head that the data has labels for, at the model's own thresholds.
+
+    A mapped head the model does not have, or has with another kind, is an error naming both.
+    """
+    heads = []
+    for column in mapping.heads:
+        head = model.config.head(column.name)
+        if head.kind != column.kind:
+            raise ValueError(f"{column.flag}: the model's head {head.name!r} is {head.kind}, not {column.kind}")
+        heads.append(head)
     probabilities = model.predict_proba([e.text for e in data.examples], batch_size=batch_size)
-    heads: dict[str, Any] = {}
-    if mapping.sentiment is not None and model.sentiment_labels:
-        index = {label: i for i, label in enumerate(model.sentiment_labels)}
-        gold = np.array([index[e.sentiment] if e.sentiment is not None else -1 for e in data.examples])
-        heads["sentiment"] = single_label_metrics(gold, probabilities.sentiment, model.sentiment_labels)
-    if mapping.pain_points is not None and model.pain_point_labels:
-        gold = pain_point_gold(data.examples, model.pain_point_labels)
-        thresholds = np.array([model.config.thresholds[label] for label in model.pain_point_labels])
-        metrics = multi_label_metrics(gold, probabilities.pain_points, thresholds, model.pain_point_labels)
-        metrics["confusion_matrix"] = _top_label_confusion(gold, probabilities.pain_points, thresholds,
-                                                           model.pain_point_labels)
-        heads["pain_points"] = metrics
-    if not heads:
-        raise ValueError("nothing to evaluate: give --sentiment-column and/or --pain-points-column "
-                         "for a head the model has")
+    results: dict[str, Any] = {}
+    for head in heads:
+        gold = head_targets(head, data.examples).numpy()
+        scores = probabilities[head.name]
+        if head.kind == SINGLE:
+            results[head.name] = single_label_metrics(gold.clip(min=-1), scores, head.labels)
+            continue
+        thresholds = np.array([head.thresholds[label] for label in head.labels])
+        metrics = multi_label_metrics(gold, scores, thresholds, head.labels)
+        metrics["confusion_matrix"] = _top_label_confusion(gold.astype(bool), scores, thresholds, head.labels)
+        results[head.name] = metrics
     return {"data_file": Path(data.source).name, "rows": len(data.examples), "rows_skipped": len(data.skipped),
-            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": heads}
-
-
-def pain_point_gold(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
-    """A rows x labels boolean matrix: which of ``labels`` each example has."""
-    index = {label: i for i, label in enumerate(labels)}
-    gold = np.zeros((len(examples), len(index)), dtype=bool)
-    for row, example in enumerate(examples):
-        gold[row, [index[label] for label in example.pain_points]] = True
-    return gold
+            "model_version": model.version,
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": results}
 
 
 def _top_label_confusion(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
@@ -77,7 +74,7 @@ def write_evaluation(model: EarshotModel, metrics: dict[str, Any], output_dir: s
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     written = [output / "metrics.json"]
-    _write_text(written[0], json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(written[0], json.dumps(metrics, indent=2) + "\n")
     for head, values in metrics["heads"].items():
         path = output / f"confusion_{head}.png"
         plot_confusion(values["confusion_matrix"]["labels"], np.array(values["confusion_matrix"]["matrix"]),
@@ -85,7 +82,7 @@ def write_evaluation(model: EarshotModel, metrics: dict[str, Any], output_dir: s
         written.append(path)
     if update_card:
         card = Path(model_dir) / "README.md"
-        _write_text(card, model_card(model, metrics))
+        write_text_atomic(card, model_card(model, metrics))
         written.append(card)
     return written
 
@@ -109,35 +106,39 @@ def plot_confusion(labels: Sequence[str], matrix: np.ndarray, title: str, path: 
                       color="white" if shares[i, j] > 0.5 else "black")
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
-        figure.savefig(handle, format="png", dpi=110)
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+
+
+def _describe_head(head: Head) -> str:
+    if head.kind == SINGLE:
+        return f"- `{head.name}` (one label per text): {', '.join(head.labels)}."
+    return (f"- `{head.name}` (any number of labels per text, {len(head.labels)}): "
+            + ", ".join(f"{label} (threshold {head.thresholds[label]:.2f})" for label in head.labels) + ".")
 
 
 def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
-    """The model folder's README.md: data and licence, metrics, intended use and limits."""
+    """The model folder's README.md: data and licence, heads, metrics, intended use and limits."""
     config = model.config
     provenance = config.provenance
     columns = provenance.get("columns", {})
+    head_columns = columns.get("heads") or {k: columns[k] for k in ("sentiment", "pain_points") if columns.get(k)}
     lines = [
         f"# earshot model: {provenance.get('data_file', 'unknown data')}",
         "",
-        "A multi-task customer-feedback classifier: one encoder pass gives a sentiment (single label) and "
-        "pain points (multi-label, one threshold per label).",
+        f"Version `{model.version}`{f' ({config.label})' if config.label else ''}. A customer-feedback classifier: "
+        "one encoder pass gives every head below.",
         "",
         "## Model",
-        f"- Base encoder: `{config.base_model}`, mean pooling, inputs cut at {config.max_length} tokens.",
-        f"- Sentiment labels: {', '.join(config.sentiment_labels) or '(no sentiment head)'}.",
-        f"- Pain-point labels ({len(config.pain_point_labels)}): "
-        + (", ".join(f"{label} (threshold {config.thresholds[label]:.2f})" for label in config.pain_point_labels)
-           or "(no pain-point head)") + ".",
+        f"- Base encoder: `{config.base_model}`, {config.pooling} pooling, inputs cut at {config.max_length} tokens.",
+        *[_describe_head(head) for head in config.heads],
         "",
         "## Training data",
         f"- File: `{provenance.get('data_file', '?')}` (sha256 `{provenance.get('data_sha256', '?')}`).",
         f"- Licence: {provenance.get('data_licence') or 'not stated'}.",
-        f"- Columns: text `{columns.get('text')}`, sentiment `{columns.get('sentiment')}`, pain points "
-        f"`{columns.get('pain_points')}`; values meaning no pain point: {columns.get('none_labels') or 'none'}.",
+        f"- Columns: text `{columns.get('text')}`; "
+        + ", ".join(f"{head} `{column}`" for head, column in head_columns.items())
+        + f"; values meaning no label: {columns.get('none_labels') or 'none'}.",
         f"- Rows: {provenance.get('train_rows', '?')} for training, {provenance.get('validation_rows', '?')} for "
         f"validation (early stopping, threshold tuning); {provenance.get('rows_skipped', 0)} skipped.",
         f"- Best epoch {provenance.get('best_epoch', '?')} of {provenance.get('epochs_run', '?')}, trained in "
@@ -174,10 +175,3 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, encoding="utf-8", delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, path)

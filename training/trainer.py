@@ -1,7 +1,7 @@
-"""Fine-tuning both heads of an :class:`~model.EarshotModel` together.
+"""Fine-tuning every head of an :class:`~earshot.model.EarshotModel` together, one encoder pass per batch.
 
 Example:
-    >>> model = EarshotModel.from_base(DEFAULT_BASE_MODEL, data.sentiment_labels(), data.pain_point_labels())
+    >>> model = EarshotModel.from_base(DEFAULT_BASE_MODEL, data.heads(mapping))
     >>> result = Trainer(model, train, validation, TrainingConfig(output_dir="runs/airline")).train()
     >>> result.best_epoch
     3
@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import random
@@ -25,8 +24,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from model import EarshotModel
-from model.device import resolve_device
+from earshot.files import sha256
+from earshot.model import SINGLE, EarshotModel, Head
+from earshot.model.device import resolve_device
 
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
@@ -50,10 +50,17 @@ class TrainingResult:
     validation_metrics: dict[str, Any]
 
 
-@dataclass
-class _Targets:
-    sentiment: torch.Tensor     # (n,) class index, -100 where unknown
-    pain_points: torch.Tensor   # (n, labels) 0/1 floats
+def head_targets(head: Head, examples: Sequence[Example]) -> torch.Tensor:
+    """A single head's class indices ``(n,)`` (-100 where unknown), or a multi head's 0/1 ``(n, labels)``."""
+    index = {label: i for i, label in enumerate(head.labels)}
+    if head.kind == SINGLE:
+        return torch.tensor([index[e.labels[head.name]] if e.labels.get(head.name) is not None else -100
+                             for e in examples], dtype=torch.long)
+    gold = torch.zeros((len(examples), len(index)), dtype=torch.float32)
+    for row, example in enumerate(examples):
+        for label in example.labels.get(head.name) or ():
+            gold[row, index[label]] = 1.0
+    return gold
 
 
 class Trainer:
@@ -78,7 +85,7 @@ class Trainer:
         model = self.model
         model.to(device=self.device, dtype=torch.float32)
         ids = model.encode([e.text for e in self.train_examples]).input_ids
-        targets = self._targets(self.train_examples)
+        targets = {head.name: head_targets(head, self.train_examples) for head in model.config.heads}
         steps_per_epoch = math.ceil(len(ids) / self.config.batch_size)
         optimizer = self._optimizer()
         scheduler = get_linear_schedule_with_warmup(
@@ -88,7 +95,7 @@ class Trainer:
                               fingerprint=self._fingerprint())
         if resume:
             state = self._resume(model, optimizer, scheduler, state)
-        sentiment_loss, pain_loss = self._losses(targets)
+        losses = self._losses(targets)
         use_amp = self.config.mixed_precision and self.device.type == "cuda"
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -103,8 +110,8 @@ class Trainer:
             for step, batch in enumerate(bar, start=1):
                 input_ids, attention = model.collate([ids[i] for i in batch])
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    sent_logits, pain_logits = model(input_ids.to(self.device), attention.to(self.device))
-                loss = self._loss(sent_logits.float(), pain_logits.float(), targets, batch, sentiment_loss, pain_loss)
+                    outputs = model(input_ids.to(self.device), attention.to(self.device))
+                loss = self._loss(outputs, targets, batch, losses)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -123,7 +130,7 @@ class Trainer:
     # ------------------------------------------------------------------------------- epoch steps
     def _end_epoch(self, epoch: int, train_loss: float, state: TrainingState) -> None:
         metrics, thresholds = self.evaluate_validation()
-        score = validation_score(metrics)
+        score = validation_score(metrics, self.model.config.heads)
         improved = score > state.best_score
         state.history.append({"epoch": epoch, "train_loss": train_loss, "validation_score": score,
                               **{f"{head}_{name}": metrics[head][name] for head in metrics
@@ -142,35 +149,34 @@ class Trainer:
     def _should_stop(self, state: TrainingState) -> bool:
         return self.config.patience > 0 and state.bad_epochs >= self.config.patience
 
-    def evaluate_validation(self) -> tuple[dict[str, Any], dict[str, float]]:
-        """Metrics on the validation examples, with pain-point thresholds tuned on them."""
+    def evaluate_validation(self) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        """Each head's metrics on the validation examples, multi heads' thresholds tuned on them."""
         model = self.model
         probabilities = model.predict_proba([e.text for e in self.validation_examples])
-        targets = self._targets(self.validation_examples)
         metrics: dict[str, Any] = {}
-        if model.sentiment_labels:
-            metrics["sentiment"] = single_label_metrics(targets.sentiment.numpy().clip(min=-1),
-                                                        probabilities.sentiment, model.sentiment_labels)
-        thresholds: dict[str, float] = {}
-        if model.pain_point_labels:
-            gold = targets.pain_points.numpy()
-            tuned = tune_thresholds(gold, probabilities.pain_points, shrinkage=self.config.threshold_shrinkage)
-            thresholds = {label: float(t) for label, t in zip(model.pain_point_labels, tuned)}
-            metrics["pain_points"] = multi_label_metrics(gold, probabilities.pain_points, tuned,
-                                                         model.pain_point_labels)
+        thresholds: dict[str, dict[str, float]] = {}
+        for head in model.config.heads:
+            gold = head_targets(head, self.validation_examples).numpy()
+            if head.kind == SINGLE:
+                metrics[head.name] = single_label_metrics(gold.clip(min=-1), probabilities[head.name], head.labels)
+                continue
+            tuned = tune_thresholds(gold, probabilities[head.name], shrinkage=self.config.threshold_shrinkage)
+            thresholds[head.name] = {label: float(t) for label, t in zip(head.labels, tuned)}
+            metrics[head.name] = multi_label_metrics(gold, probabilities[head.name], tuned, head.labels)
         return metrics, thresholds
 
     def _finish(self, state: TrainingState, seconds: float) -> TrainingResult:
         best = self.checkpoint_dir / "best"
-        trained = EarshotModel.from_pretrained(best, device=self.device)
+        # Read on the CPU in float32 (``from_pretrained`` on an accelerator would cast to half precision,
+        # and that is what would be written), then saved in the precision the config asks for.
+        trained = EarshotModel.from_pretrained(best, device="cpu")
         provenance = {**trained.config.provenance, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
                       "training_seconds": round(seconds, 1), "trained_on": _describe(self.device),
                       "config": self.config.to_dict(),
                       "history": state.history, **state.fingerprint}
         trained.config.provenance = provenance
-        trained.save_pretrained(self.output_dir)
+        self.model.version = trained.save_pretrained(self.output_dir, dtype=getattr(torch, self.config.save_dtype))
         self.model.load_state_dict(trained.state_dict())
-        self.model.set_thresholds(trained.config.thresholds)
         self.model.config = trained.config
         if not self.config.keep_checkpoints:
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
@@ -195,20 +201,18 @@ class Trainer:
 
     def _fingerprint(self) -> dict[str, Any]:
         """What must not change between an interrupted run and its resumption."""
-        digest = hashlib.sha256()
-        for example in [*self.train_examples, *self.validation_examples]:
-            digest.update(repr((example.text, example.sentiment, example.pain_points)).encode())
-        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("progress", "keep_checkpoints", "device")}
-        return {"data_sha256": digest.hexdigest(), "train_rows": len(self.train_examples),
+        rows = (repr((e.text, sorted(e.labels.items()))) for e in [*self.train_examples, *self.validation_examples])
+        settings = {k: v for k, v in self.config.to_dict().items()
+                    if k not in ("progress", "keep_checkpoints", "device", "save_dtype")}
+        return {"data_sha256": sha256(*rows), "train_rows": len(self.train_examples),
                 "validation_rows": len(self.validation_examples), "base_model": self.model.config.base_model,
-                "sentiment_labels": self.model.sentiment_labels, "pain_point_labels": self.model.pain_point_labels,
-                "settings": settings}
+                "heads": [[h.name, h.kind, h.labels] for h in self.model.config.heads], "settings": settings}
 
     def _optimizer(self) -> torch.optim.Optimizer:
         # Heads start from random weights and learn with a higher rate than the pretrained encoder.
         decay, no_decay, heads = [], [], []
         for name, parameter in self.model.named_parameters():
-            if name.startswith(("sentiment_head", "pain_point_head")):
+            if name.startswith("heads."):
                 heads.append(parameter)
             elif parameter.ndim < 2:
                 no_decay.append(parameter)
@@ -221,42 +225,34 @@ class Trainer:
         ]
         return torch.optim.AdamW(groups)
 
-    def _targets(self, examples: Sequence[Example]) -> _Targets:
-        sentiment_index = {label: i for i, label in enumerate(self.model.sentiment_labels)}
-        pain_index = {label: i for i, label in enumerate(self.model.pain_point_labels)}
-        sentiment = torch.full((len(examples),), -100, dtype=torch.long)
-        pain = torch.zeros((len(examples), len(pain_index)), dtype=torch.float32)
-        for row, example in enumerate(examples):
-            if example.sentiment is not None and sentiment_index:
-                sentiment[row] = sentiment_index[example.sentiment]
-            for label in example.pain_points:
-                pain[row, pain_index[label]] = 1.0
-        return _Targets(sentiment, pain)
-
-    def _losses(self, targets: _Targets) -> tuple[nn.Module, nn.Module]:
-        """Loss functions weighted against class imbalance as the config asks."""
+    def _losses(self, targets: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+        """One loss per head, weighted against class imbalance as the config asks."""
         power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[self.config.class_weighting]
-        known = targets.sentiment[targets.sentiment >= 0]
-        counts = torch.bincount(known, minlength=len(self.model.sentiment_labels)).float().clamp(min=1)
-        weight = (counts.sum() / (len(counts) * counts)) ** power if len(counts) else None
-        positives = targets.pain_points.sum(dim=0).clamp(min=1)
-        negatives = len(targets.pain_points) - positives
-        pos_weight = ((negatives / positives) ** power).clamp(max=self.config.max_pos_weight)
-        return (nn.CrossEntropyLoss(weight=weight.to(self.device) if weight is not None else None, ignore_index=-100),
-                nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(self.device)))
+        losses: dict[str, nn.Module] = {}
+        for head in self.model.config.heads:
+            gold = targets[head.name]
+            if head.kind == SINGLE:
+                counts = torch.bincount(gold[gold >= 0], minlength=len(head.labels)).float().clamp(min=1)
+                weight = (counts.sum() / (len(counts) * counts)) ** power
+                losses[head.name] = nn.CrossEntropyLoss(weight=weight.to(self.device), ignore_index=-100)
+            else:
+                positives = gold.sum(dim=0).clamp(min=1)
+                pos_weight = (((len(gold) - positives) / positives) ** power).clamp(max=self.config.max_pos_weight)
+                losses[head.name] = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(self.device))
+        return losses
 
-    def _loss(self, sent_logits: torch.Tensor, pain_logits: torch.Tensor, targets: _Targets, batch: list[int],
-              sentiment_loss: nn.Module, pain_loss: nn.Module) -> torch.Tensor:
-        loss = sent_logits.new_zeros(())
-        if sent_logits.shape[1]:
-            gold = targets.sentiment[batch].to(self.device)
-            if (gold >= 0).any():  # a batch of rows without sentiment trains only the pain-point head
-                loss = loss + sentiment_loss(sent_logits, gold)
-        if pain_logits.shape[1]:
-            gold_pain = targets.pain_points[batch].to(self.device)
-            loss = loss + self.config.pain_point_loss_weight * pain_loss(pain_logits, gold_pain)
-            if self.config.pain_point_ranking_weight > 0:
-                loss = loss + self.config.pain_point_ranking_weight * ranking_loss(pain_logits, gold_pain)
+    def _loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], batch: list[int],
+              losses: dict[str, nn.Module]) -> torch.Tensor:
+        loss = outputs["embedding"].new_zeros((), dtype=torch.float32)
+        for head in self.model.config.heads:
+            logits, gold = outputs[head.name].float(), targets[head.name][batch].to(self.device)
+            if head.kind == SINGLE:
+                if (gold >= 0).any():  # a batch of rows without this label trains only the other heads
+                    loss = loss + losses[head.name](logits, gold)
+                continue
+            loss = loss + self.config.multi_label_loss_weight * losses[head.name](logits, gold)
+            if self.config.ranking_loss_weight > 0:
+                loss = loss + self.config.ranking_loss_weight * ranking_loss(logits, gold)
         return loss
 
     def _batches(self, ids: Sequence[Sequence[int]], epoch: int) -> list[list[int]]:
@@ -295,14 +291,10 @@ def ranking_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     return -gold_mass.mean()
 
 
-def validation_score(metrics: dict[str, Any]) -> float:
-    """The early-stopping score: mean of sentiment macro-F1 and pain-point micro-F1 (heads present)."""
-    parts = []
-    if "sentiment" in metrics:
-        parts.append(metrics["sentiment"]["macro_f1"])
-    if "pain_points" in metrics:
-        parts.append(metrics["pain_points"]["micro_f1"])
-    return float(np.mean(parts))
+def validation_score(metrics: dict[str, Any], heads: Sequence[Head]) -> float:
+    """The early-stopping score: the mean over heads of macro-F1 (single heads: every class counts,
+    however rare) and micro-F1 (multi heads: every label decision counts)."""
+    return float(np.mean([metrics[h.name]["macro_f1" if h.kind == SINGLE else "micro_f1"] for h in heads]))
 
 
 def _describe(device: torch.device) -> str:
