@@ -16,7 +16,7 @@ BACKEND_HELP = ("torch (CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU,
                 "Default: torch, except `serve`: auto")
 
 
-def _add_columns(parser: argparse.ArgumentParser) -> None:
+def add_column_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="text", help="column holding the feedback text (default: text)")
     parser.add_argument("--sentiment-column", help="column of the 'sentiment' head: one label per text "
                                                    "(empty cell = unknown)")
@@ -82,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label", default="", help="a human name for this model version, shown beside its id")
     train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=argparse.SUPPRESS)
-    _add_columns(train)
+    add_column_flags(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrices and model card on labelled data")
@@ -93,7 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=None)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
-    _add_columns(evaluate)
+    add_column_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     score = commands.add_parser("score", help="add predictions to every row of a file")
@@ -149,7 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _mapping(args: argparse.Namespace) -> "ColumnMapping":
+def column_mapping(args: argparse.Namespace) -> "ColumnMapping":
     from earshot.training import ColumnMapping, HeadColumn
 
     heads = []
@@ -177,7 +177,7 @@ def _train(args: argparse.Namespace) -> None:
 
     settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
     config = TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
-    mapping = _mapping(args)
+    mapping = column_mapping(args)
     data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
     _report_skipped(data)
     heads = data.heads(mapping)
@@ -207,7 +207,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     model_dir = args.model or DEFAULT_MODEL_DIR
     model = EarshotModel.from_pretrained(model_dir, device=args.device, backend=args.backend)
-    mapping = _mapping(args)
+    mapping = column_mapping(args)
     known = {}
     for column in mapping.heads:
         known[column.name] = model.config.head(column.name).labels
