@@ -78,7 +78,7 @@ def measure_throughput(model_dir: str | None, source: Path, rows: int, output: P
 def peak_memory(model_dir: str, source: Path, output: Path) -> float:
     """Peak RSS in MiB of a fresh `earshot score` process."""
     code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[4]);"
-            "from model import EarshotModel; from earshot.scoring import score_file;"
+            "from earshot.model import EarshotModel; from earshot.scoring import score_file;"
             "score_file(EarshotModel.from_pretrained(sys.argv[1], device='cpu'), Path(sys.argv[2]), Path(sys.argv[3]),"
             " progress=False)")
     return child_peak_mib(code, model_dir, str(source), str(output), str(ROOT))

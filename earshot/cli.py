@@ -80,6 +80,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     _config_flag(train, "--keep-checkpoints", action="store_const", const=True)
     train.add_argument("--label", default="", help="a human name for this model version, shown beside its id")
+    train.add_argument("--exclude", type=Path, default=None,
+                       help="leave out the data rows listed in this file's 'row' column (e.g. from `earshot audit`)")
     train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=argparse.SUPPRESS)
     add_column_flags(train)
@@ -133,6 +135,15 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default=None)
     report.set_defaults(handler=_report)
 
+    audit = commands.add_parser("audit", help="rank the rows whose labels are probably wrong (confident learning)")
+    audit.add_argument("--data", required=True, type=Path, help="the labelled file to audit")
+    audit.add_argument("-o", "--output", required=True, type=Path, help="CSV of suspect rows, most suspect first")
+    audit.add_argument("--folds", type=int, default=5, help="folds for the out-of-fold probabilities (default: 5)")
+    audit.add_argument("--seed", type=int, default=13)
+    audit.add_argument("--base-model", default=None, help="the frozen encoder (default: all-MiniLM-L6-v2)")
+    add_column_flags(audit)
+    audit.set_defaults(handler=_audit)
+
     export = commands.add_parser("export", help="export a model to ONNX (fp32 and int8) for --backend onnx*")
     export.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     export.set_defaults(handler=_export)
@@ -180,6 +191,9 @@ def _train(args: argparse.Namespace) -> None:
     mapping = column_mapping(args)
     data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
     _report_skipped(data)
+    read = len(data.examples)
+    if args.exclude is not None:
+        data = _exclude(data, args.exclude)
     heads = data.heads(mapping)
     if args.validation is not None:
         validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows,
@@ -193,11 +207,50 @@ def _train(args: argparse.Namespace) -> None:
     model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, heads, label=args.label, **extra)
     model.config.provenance = data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
                                               validation_path=args.validation, licence=args.data_licence)
+    if args.exclude is not None:
+        model.config.provenance["excluded"] = {"file": args.exclude.name, "rows": read - len(data.examples)}
     logger.info("training on %d rows, validating on %d; heads %s", len(train_examples), len(validation_examples),
                 ", ".join(f"{h.name} ({h.kind}, {len(h.labels)} labels)" for h in heads))
     result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
     logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model %s in %s",
                 result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version, args.output)
+
+
+def _exclude(data: "LoadedData", listing: Path) -> "LoadedData":
+    """``data`` without the rows listed in ``listing``; a listed row the data does not have is an error."""
+    from dataclasses import replace
+
+    from earshot.training.audit import excluded_rows
+    from earshot.training.data import DataError
+
+    rows = excluded_rows(listing)
+    present = {e.row for e in data.examples} | {s.row for s in data.skipped}
+    missing = sorted(rows - present)
+    if missing:
+        raise DataError(f"{listing}: rows {missing[:10]} are not in {data.source} ({len(present)} rows); "
+                        "was the audit made on another file?")
+    kept = [e for e in data.examples if e.row not in rows]
+    logger.info("--exclude: leaving out %d rows listed in %s", len(data.examples) - len(kept), listing)
+    return replace(data, examples=kept)
+
+
+def _audit(args: argparse.Namespace) -> None:
+    from earshot.model import DEFAULT_BASE_MODEL
+    from earshot.training import read_examples
+    from earshot.training.audit import audit, embed_texts, write_suspects
+
+    mapping = column_mapping(args)
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
+    _report_skipped(data)
+    embeddings = embed_texts(args.base_model or DEFAULT_BASE_MODEL, [e.text for e in data.examples])
+    suspects = audit(data.examples, mapping, embeddings, data.heads(mapping), folds=args.folds, seed=args.seed)
+    write_suspects(suspects, args.output)
+    for head in mapping.heads:
+        found = [s for s in suspects if s.head == head.name]
+        logger.info("%s (column %r): %d of %d rows flagged", head.name, head.column, len(found), len(data.examples))
+        for s in found[:5]:
+            logger.info("  row %d: %r, probably %r (score %.3f)", s.row, s.given, s.suggested, s.score)
+    logger.info("wrote %s; `earshot train ... --exclude %s` leaves these rows out", args.output, args.output)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -311,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Callable[[argparse.Namespace], None] = args.handler
-    from earshot.ray_engine import MissingExtraError
+    from earshot.extras import MissingExtraError
     from earshot.training.data import DataError
 
     try:

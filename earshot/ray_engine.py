@@ -21,14 +21,11 @@ from typing import Any
 
 import pandas as pd
 
+from .extras import require
 from .scoring import ScoreSummary, check_text_column, prediction_columns, score_frame
 from .tables import join_parts, read_columns, table_format, write_part
 
 logger = logging.getLogger(__name__)
-
-
-class MissingExtraError(RuntimeError):
-    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 class _Scorer:
@@ -68,12 +65,8 @@ def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, te
                         batch_size: int | None = None, device: str | None = None,
                         num_gpus_per_actor: float = 0.0, backend: str = "torch") -> ScoreSummary:
     """Score ``input_path`` on Ray; output written atomically like the local engine's."""
-    try:
-        import ray
-        from ray.data import DataContext
-    except ModuleNotFoundError as error:
-        raise MissingExtraError(f"--engine ray needs Ray, which is not installed ({error}): "
-                                "pip install 'earshot[ray]'") from None
+    ray = require("ray", extra="ray", feature="--engine ray")
+    DataContext = require("ray.data", extra="ray", feature="--engine ray").DataContext
     from .model import read_config
 
     started = time.monotonic()

@@ -47,11 +47,14 @@ class ScoredHeads:
 
     single: list[str]
     multi: list[str]
+    scores: dict[str, str]  # multi head -> the column with its JSON scores
 
     @classmethod
     def from_columns(cls, columns: list[str]) -> "ScoredHeads":
-        return cls(single=[c for c in columns if f"{c}_score" in columns],
-                   multi=[c for c in columns if f"{c}_scores" in columns])
+        scores = {c: f"{c}_scores" for c in columns if f"{c}_scores" in columns}
+        if "pain_points" in columns and "pain_point_scores" in columns:
+            scores.setdefault("pain_points", "pain_point_scores")  # files scored before heads were data
+        return cls(single=[c for c in columns if f"{c}_score" in columns], multi=list(scores), scores=scores)
 
     @property
     def mood(self) -> str | None:
@@ -111,7 +114,7 @@ class Tally:
                     self.by_segment[head][segments.iloc[position]][label] += 1
             if found == [NO_LABEL]:
                 continue
-            scores = json.loads(frame[f"{head}_scores"].iloc[position])
+            scores = json.loads(frame[self.heads.scores[head]].iloc[position])
             text = str(frame[text_column].iloc[position])
             for label in found:
                 heap = self.examples[head][label]

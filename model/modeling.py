@@ -230,10 +230,16 @@ class EarshotModel(nn.Module):
         return self.runner.name
 
     def set_thresholds(self, thresholds: dict[str, dict[str, float]]) -> None:
-        """Replace multi heads' thresholds, ``{head: {label: threshold}}`` (validated like the config)."""
-        heads = [Head(h.name, h.kind, h.labels, thresholds.get(h.name, h.thresholds)) if h.kind == MULTI else h
-                 for h in self.config.heads]
-        self.config.heads = heads
+        """Set thresholds of multi heads, ``{head: {label: threshold}}``; labels not named keep theirs.
+
+        Validated like the config: an unknown head or label, or a value outside (0, 1), is refused.
+        """
+        multi = {h.name for h in self.config.heads if h.kind == MULTI}
+        unknown = sorted(set(thresholds) - multi)
+        if unknown:
+            raise ValueError(f"thresholds given for {unknown}, which are not multi heads of this model: {sorted(multi)}")
+        self.config.heads = [Head(h.name, h.kind, h.labels, {**h.thresholds, **thresholds[h.name]})
+                             if h.name in thresholds else h for h in self.config.heads]
 
     # ------------------------------------------------------------------------------------ forward
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:

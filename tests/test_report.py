@@ -64,6 +64,14 @@ def test_report_has_every_section_and_no_external_link(scored: Path, tiny_model:
     assert tally.multi["praise_points"]["crew"] == 24 and tally.mood["praise_points"]["app"]["positive"] == 12
 
 
+def test_a_file_scored_before_heads_were_data_still_reports(scored: Path, tmp_path: Path) -> None:
+    old = pd.read_parquet(scored).drop(columns=["praise_points", "praise_points_scores", "model_version"])
+    path = tmp_path / "old.parquet"
+    old.rename(columns={"pain_points_scores": "pain_point_scores"}).to_parquet(path)
+    tally = build_report(path, tmp_path / "r.html")
+    assert tally.multi["pain_points"]["late"] == 24 and "<section id='pain-points'>" in (tmp_path / "r.html").read_text()
+
+
 def test_report_without_a_sentiment_head_still_shows_every_multi_head(scored: Path, tmp_path: Path) -> None:
     frame = pd.read_parquet(scored).drop(columns=["sentiment", "sentiment_score"])
     path = tmp_path / "no-sentiment.csv"

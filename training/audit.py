@@ -1,0 +1,175 @@
+"""``earshot audit``: which labels in a training file are probably wrong.
+
+Each text is embedded once by a frozen encoder (the base encoder by default: an encoder fine-tuned on
+these very labels would have learnt the mistakes too). For every head, a linear model trained on the
+other folds gives each row out-of-fold probabilities, so no row is judged by a model that saw its
+label. Confident learning (cleanlab) then estimates how many labels of a head are wrong and flags
+that many, lowest label quality (self-confidence) first; a multi head's labels are flagged with
+``cleanlab.filter.find_label_issues``. Needs ``pip install 'earshot[audit]'``.
+
+Example:
+    >>> suspects = audit(data.examples, mapping, embed_texts(DEFAULT_BASE_MODEL, texts))
+    >>> suspects[0].row, suspects[0].given, suspects[0].suggested
+    (4711, 'card_arrival', 'lost_or_stolen_card')
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from earshot.extras import require
+from earshot.files import write_text_atomic
+from earshot.model import MULTI, EarshotModel, Head
+
+from .data import ColumnMapping, DataError, Example
+from .trainer import head_targets
+
+FEATURE = "earshot audit"
+NONE = "(none)"
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One probably-wrong label: ``row`` counts data rows from 1 (header not counted), as data errors do."""
+
+    row: int
+    head: str
+    column: str
+    given: str
+    suggested: str
+    score: float  # 1 - label quality: higher is more suspect
+
+
+def embed_texts(base_model: str, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    """Unit-length pooled vectors of ``texts`` from the encoder ``base_model`` (hub id or folder)."""
+    encoder = EarshotModel.from_base(base_model, [Head("unused", MULTI, ["unused"])]).to_device("cpu")
+    vectors = encoder.embed(list(texts), batch_size=batch_size)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+# Regularisation of the linear heads. The labels being audited contain the mistakes to be found, and a
+# weakly regularised model fits them (on 200 synthetic points in 16 dimensions with 6 % flips, C=10
+# misplaced 10 % of rows out of fold, C=1 2 %). On Banking77 with 5 % planted flips (seeds 1-3), C=3
+# found 0.86-0.87 of them at precision 0.96-0.97, C=1 0.82-0.84 at 0.96-0.97 (docs/experiments.md).
+DEFAULT_C = 3.0
+# Multi heads: cleanlab's stricter filter (a label must be off both by the noise-rate estimate and per
+# class). Single heads flag cleanlab's estimate of how many labels are wrong, lowest quality first:
+# on the same flips find_label_issues flagged with precision 0.65-0.71 (its default filter) or
+# 0.79-0.83 ("both") at recall 0.71-0.80.
+FILTER = "both"
+
+
+def out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, folds: int, seed: int,
+                c: float = DEFAULT_C) -> np.ndarray:
+    """Probabilities (rows x labels) for each row from a logistic regression trained on the other folds.
+
+    Single heads: rows of unknown label (gold -1) get NaN rows. Multi heads: one regression per label.
+    """
+    model_selection = require("sklearn.model_selection", extra="audit", feature=FEATURE)
+    linear = require("sklearn.linear_model", extra="audit", feature=FEATURE)
+    probabilities = np.full((len(gold), len(head.labels)), np.nan)
+    if head.kind == MULTI:
+        for j in range(len(head.labels)):
+            column = gold[:, j]
+            if column.sum() < folds:  # too few positives to hold any out: the base rate
+                probabilities[:, j] = column.mean()
+                continue
+            for train, held in model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+                    embeddings, column):
+                fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(embeddings[train], column[train])
+                probabilities[held, j] = fitted.predict_proba(embeddings[held])[:, 1]
+        return probabilities
+    known = np.flatnonzero(gold >= 0)
+    splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for train, held in splitter.split(embeddings[known], gold[known]):
+        fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(embeddings[known[train]], gold[known[train]])
+        rows = np.zeros((len(held), len(head.labels)))
+        rows[:, fitted.classes_] = fitted.predict_proba(embeddings[known[held]])
+        probabilities[known[held]] = rows
+    return probabilities
+
+
+def audit(examples: Sequence[Example], mapping: ColumnMapping, embeddings: np.ndarray, heads: Sequence[Head],
+          folds: int = 5, seed: int = 13, c: float = DEFAULT_C) -> list[Suspect]:
+    """Every flagged label of every head, most suspect first."""
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    columns = {h.name: h.column for h in mapping.heads}
+    suspects: list[Suspect] = []
+    for head in heads:
+        gold = head_targets(head, examples).numpy()
+        probabilities = out_of_fold(head, gold, embeddings, folds, seed, c)
+        if head.kind == MULTI:
+            flagged, quality = _multi_issues(gold, probabilities)
+        else:
+            flagged, quality = _single_issues(head, gold, probabilities, folds)
+        for i in flagged:
+            suspects.append(Suspect(row=examples[i].row, head=head.name, column=columns[head.name],
+                                    given=_names(head, gold[i]), suggested=_suggested(head, probabilities[i]),
+                                    score=round(1.0 - float(quality[i]), 6)))
+    return sorted(suspects, key=lambda s: -s.score)
+
+
+def _single_issues(head: Head, gold: np.ndarray, probabilities: np.ndarray, folds: int) -> tuple[list[int], np.ndarray]:
+    cleanlab_count = require("cleanlab.count", extra="audit", feature=FEATURE)
+    cleanlab_rank = require("cleanlab.rank", extra="audit", feature=FEATURE)
+    known = np.flatnonzero(gold >= 0)
+    counts = np.bincount(gold[known], minlength=len(head.labels))
+    if (counts[counts > 0] < folds).any():
+        rare = [head.labels[j] for j in np.flatnonzero((counts > 0) & (counts < folds))]
+        raise DataError(f"head {head.name!r}: labels {rare} have fewer rows than --folds {folds}; "
+                        "the audit needs at least that many of each (or fewer folds)")
+    count = cleanlab_count.num_label_issues(gold[known], probabilities[known])
+    quality = np.ones(len(gold))
+    quality[known] = cleanlab_rank.get_label_quality_scores(gold[known], probabilities[known])
+    lowest = np.argsort(quality[known], kind="stable")[:count]
+    return [int(known[i]) for i in lowest], quality
+
+
+def _multi_issues(gold: np.ndarray, probabilities: np.ndarray) -> tuple[list[int], np.ndarray]:
+    cleanlab_filter = require("cleanlab.filter", extra="audit", feature=FEATURE)
+    multilabel_rank = require("cleanlab.multilabel_classification.rank", extra="audit", feature=FEATURE)
+    labels = [list(np.flatnonzero(row)) for row in gold]
+    flagged = cleanlab_filter.find_label_issues(labels, probabilities, multi_label=True, filter_by=FILTER)
+    quality = multilabel_rank.get_label_quality_scores(labels, probabilities)
+    return [int(i) for i in np.flatnonzero(flagged)], quality
+
+
+def _names(head: Head, gold_row: np.ndarray | np.integer) -> str:
+    if head.kind == MULTI:
+        return ";".join(head.labels[j] for j in np.flatnonzero(gold_row)) or NONE
+    return head.labels[int(gold_row)]
+
+
+def _suggested(head: Head, probability_row: np.ndarray) -> str:
+    if head.kind == MULTI:
+        return ";".join(head.labels[j] for j in np.flatnonzero(probability_row >= 0.5)) or NONE
+    return head.labels[int(np.argmax(probability_row))]
+
+
+def write_suspects(suspects: Sequence[Suspect], path: Path) -> None:
+    """The ranked suspects as a CSV with columns row, head, column, given, suggested, score."""
+    frame = pd.DataFrame([asdict(s) for s in suspects], columns=list(Suspect.__dataclass_fields__))
+    write_text_atomic(path, frame.to_csv(index=False))
+
+
+def excluded_rows(path: Path) -> set[int]:
+    """The ``row`` numbers listed in a file written by ``earshot audit`` (or any table with a ``row`` column)."""
+    from earshot.tables import read_table
+
+    frame = read_table(path)
+    if "row" not in frame.columns:
+        raise DataError(f"{path}: no 'row' column for --exclude; found {list(frame.columns)}. Pass a file "
+                        "written by `earshot audit` or any table whose 'row' column holds data row numbers")
+    rows = set()
+    for index, value in enumerate(frame["row"], start=1):
+        text = str(value).strip()
+        if not text.isdigit() or int(text) < 1:
+            raise DataError(f"{path}: row {index}, column 'row': {value!r} is not a row number (1, 2, ...)")
+        rows.add(int(text))
+    return rows
