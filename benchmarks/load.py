@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

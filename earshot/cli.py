@@ -6,7 +6,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # for annotations only: each command imports what it needs when it runs
+    from earshot.training import ColumnMapping, LoadedData
 
 logger = logging.getLogger("earshot")
 
