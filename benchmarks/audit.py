@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from earshot.model import DEFAULT_BASE_MODEL, Head  # noqa: E402
 from earshot.training import ColumnMapping, HeadColumn  # noqa: E402
 from earshot.training.audit import DEFAULT_C, audit, embed_texts, out_of_fold  # noqa: E402
-from earshot.training.trainer import head_targets  # noqa: E402
+from earshot.training.data import head_gold  # noqa: E402
 from earshot.training.data import Example  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def banking77(path: Path, seed: int, folds: int, embeddings: np.ndarray, frame: 
     seconds = time.perf_counter() - started
     p, r = precision_recall({s.row - 1 for s in suspects}, truth)
     # The curve ranks every row by label quality (the audit's own ranking, before the flagging cut).
-    gold = head_targets(head, examples).numpy()
+    gold = head_gold(head, examples)
     quality = get_label_quality_scores(gold, out_of_fold(head, gold, embeddings, folds, seed, c))
     ranked = list(np.argsort(quality, kind="stable"))
     curve = "  ".join(f"top {k}: P {precision_recall(set(ranked[:k]), truth)[0]:.3f} R "

@@ -26,7 +26,7 @@ from earshot.cli import add_column_flags, column_mapping  # noqa: E402
 from earshot.model import SINGLE, EarshotModel, Head  # noqa: E402
 from earshot.training import read_examples  # noqa: E402
 from earshot.training.metrics import multi_label_metrics, single_label_metrics, tune_thresholds  # noqa: E402
-from earshot.training.trainer import head_targets  # noqa: E402
+from earshot.training.data import head_gold  # noqa: E402
 
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
@@ -56,7 +56,7 @@ def tfidf_scores(head: Head, train_texts: list[str], train_gold: np.ndarray, tex
 
 def head_metric(head: Head, gold: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | None) -> dict[str, float]:
     if head.kind == SINGLE:
-        metrics = single_label_metrics(gold.clip(min=-1), scores, head.labels)
+        metrics = single_label_metrics(gold, scores, head.labels)
         return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
     return {"micro_f1": multi_label_metrics(gold, scores, thresholds, head.labels)["micro_f1"]}
 
@@ -80,7 +80,7 @@ def main() -> None:
     model = EarshotModel.from_pretrained(args.model, device="cpu") if args.model else None
     probabilities = model.predict_proba(texts["test"]) if model else None
     for head in heads:
-        gold = {name: head_targets(head, part).numpy() for name, part in (("train", train.examples),
+        gold = {name: head_gold(head, part) for name, part in (("train", train.examples),
                                                                           ("validation", validation), ("test", test))}
         best = None
         for c in C_GRID:  # regularisation chosen on the validation file, as earshot chooses its epoch there
@@ -98,7 +98,7 @@ def main() -> None:
         if model is not None:
             mine = model.config.head(head.name)
             own = np.array([mine.thresholds[label] for label in mine.labels]) if mine.kind != SINGLE else None
-            earshot = head_metric(mine, head_targets(mine, test).numpy(), probabilities[head.name], own)
+            earshot = head_metric(mine, head_gold(mine, test), probabilities[head.name], own)
             line += " | earshot " + " ".join(f"{k} {v:.4f}" for k, v in earshot.items())
         print(line, flush=True)
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
 from earshot.training import ColumnMapping, HeadColumn, read_examples  # noqa: E402
-from earshot.training.trainer import head_targets  # noqa: E402
+from earshot.training.data import head_gold  # noqa: E402
 from earshot.training.metrics import multi_label_metrics, tune_thresholds  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     reference = EarshotModel.from_pretrained(args.model, device="cpu")
     head = reference.config.head("pain_points")
     examples = read_examples(args.data, mapping, known_labels={head.name: head.labels}).examples
-    gold = head_targets(head, examples).numpy()
+    gold = head_gold(head, examples)
     texts = [e.text for e in examples]
     scores = {b: EarshotModel.from_pretrained(args.model, device="cpu", backend=b).predict_proba(texts)["pain_points"]
               for b in backends}

@@ -23,6 +23,15 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 RESERVED = frozenset({"embedding", "error", "model_version", "truncated", "id", "text"})
 
 
+def check_name_and_kind(name: str, kind: str) -> None:
+    """A ValueError unless ``name`` can name a head (weights, outputs, columns) and ``kind`` is a kind."""
+    if not _NAME.match(name) or name in RESERVED:
+        raise ValueError(f"head name {name!r} must be lower-case letters, digits and '_', starting "
+                         f"with a letter, and not one of {sorted(RESERVED)}")
+    if kind not in KINDS:
+        raise ValueError(f"head {name!r}: kind must be one of {KINDS}, got {kind!r}")
+
+
 @dataclass
 class Head:
     """One output of the model. ``thresholds`` is for ``multi`` heads only (default 0.5 per label)."""
@@ -33,11 +42,7 @@ class Head:
     thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name) or self.name in RESERVED:
-            raise ValueError(f"head name {self.name!r} must be lower-case letters, digits and '_', starting "
-                             f"with a letter, and not one of {sorted(RESERVED)}")
-        if self.kind not in KINDS:
-            raise ValueError(f"head {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        check_name_and_kind(self.name, self.kind)
         self.labels = list(self.labels)
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"head {self.name!r}: duplicate labels in {self.labels}")

@@ -26,8 +26,7 @@ from earshot.extras import require
 from earshot.files import write_text_atomic
 from earshot.model import MULTI, EarshotModel, Head
 
-from .data import ColumnMapping, DataError, Example
-from .trainer import head_targets
+from .data import ColumnMapping, DataError, Example, head_gold
 
 FEATURE = "earshot audit"
 NONE = "(none)"
@@ -102,7 +101,7 @@ def audit(examples: Sequence[Example], mapping: ColumnMapping, embeddings: np.nd
     columns = {h.name: h.column for h in mapping.heads}
     suspects: list[Suspect] = []
     for head in heads:
-        gold = head_targets(head, examples).numpy()
+        gold = head_gold(head, examples)
         probabilities = out_of_fold(head, gold, embeddings, folds, seed, c)
         if head.kind == MULTI:
             flagged, quality = _multi_issues(gold, probabilities)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from earshot.model.heads import MULTI, Head
+from earshot.model.heads import MULTI, SINGLE, Head, check_name_and_kind
 from earshot.tables import TEXT_FORMATS, read_table, table_format
 
 
@@ -45,7 +45,7 @@ class HeadColumn:
     flag: str = ""  # the command-line flag that named it, for error messages
 
     def __post_init__(self) -> None:
-        Head(self.name, self.kind, ["a", "b"])  # the name and kind rules of a head, checked now
+        check_name_and_kind(self.name, self.kind)
         if not self.flag:
             object.__setattr__(self, "flag", f"--head {self.name}:{self.kind}:{self.column}")
 
@@ -280,6 +280,24 @@ def parse_label_cell(value: Any, row: int, column: str) -> tuple[str, ...]:
     if label is None:
         return ()
     return tuple(dict.fromkeys(part.strip() for part in label.split(";") if part.strip()))
+
+
+def head_gold(head: Head, examples: Sequence[Example]) -> np.ndarray:
+    """A single head's class indices ``(n,)`` (-1 where unknown), or a multi head's 0/1 ``(n, labels)``.
+
+    Example:
+        >>> head_gold(Head("sentiment", "single", ["neg", "pos"]), data.examples[:2])
+        array([1, -1])
+    """
+    index = {label: i for i, label in enumerate(head.labels)}
+    if head.kind == SINGLE:
+        return np.array([index[e.labels[head.name]] if e.labels.get(head.name) is not None else -1
+                         for e in examples], dtype=np.int64)
+    gold = np.zeros((len(examples), len(index)), dtype=np.float32)
+    for row, example in enumerate(examples):
+        for label in example.labels.get(head.name) or ():
+            gold[row, index[label]] = 1.0
+    return gold
 
 
 def stratified_holdout(keys: Sequence[str], fraction: float, seed: int) -> set[int]:

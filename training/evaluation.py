@@ -17,9 +17,8 @@ import numpy as np
 from earshot.files import atomic_path, write_text_atomic
 from earshot.model import SINGLE, EarshotModel, Head
 
-from .data import ColumnMapping, LoadedData
+from .data import ColumnMapping, LoadedData, head_gold
 from .metrics import multi_label_metrics, single_label_metrics
-from .trainer import head_targets
 
 
 def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
@@ -37,10 +36,10 @@ def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
     probabilities = model.predict_proba([e.text for e in data.examples], batch_size=batch_size)
     results: dict[str, Any] = {}
     for head in heads:
-        gold = head_targets(head, data.examples).numpy()
+        gold = head_gold(head, data.examples)
         scores = probabilities[head.name]
         if head.kind == SINGLE:
-            results[head.name] = single_label_metrics(gold.clip(min=-1), scores, head.labels)
+            results[head.name] = single_label_metrics(gold, scores, head.labels)
             continue
         thresholds = np.array([head.thresholds[label] for label in head.labels])
         metrics = multi_label_metrics(gold, scores, thresholds, head.labels)

@@ -30,7 +30,7 @@ from earshot.model.device import resolve_device
 
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
-from .data import Example
+from .data import Example, head_gold
 from .metrics import multi_label_metrics, single_label_metrics, tune_thresholds
 
 logger = logging.getLogger(__name__)
@@ -51,16 +51,9 @@ class TrainingResult:
 
 
 def head_targets(head: Head, examples: Sequence[Example]) -> torch.Tensor:
-    """A single head's class indices ``(n,)`` (-100 where unknown), or a multi head's 0/1 ``(n, labels)``."""
-    index = {label: i for i, label in enumerate(head.labels)}
-    if head.kind == SINGLE:
-        return torch.tensor([index[e.labels[head.name]] if e.labels.get(head.name) is not None else -100
-                             for e in examples], dtype=torch.long)
-    gold = torch.zeros((len(examples), len(index)), dtype=torch.float32)
-    for row, example in enumerate(examples):
-        for label in example.labels.get(head.name) or ():
-            gold[row, index[label]] = 1.0
-    return gold
+    """``head_gold`` as the loss takes it: unknown single labels are -100, cross-entropy's ignore index."""
+    gold = torch.from_numpy(head_gold(head, examples))
+    return gold.masked_fill(gold < 0, -100) if head.kind == SINGLE else gold
 
 
 class Trainer:
@@ -156,9 +149,9 @@ class Trainer:
         metrics: dict[str, Any] = {}
         thresholds: dict[str, dict[str, float]] = {}
         for head in model.config.heads:
-            gold = head_targets(head, self.validation_examples).numpy()
+            gold = head_gold(head, self.validation_examples)
             if head.kind == SINGLE:
-                metrics[head.name] = single_label_metrics(gold.clip(min=-1), probabilities[head.name], head.labels)
+                metrics[head.name] = single_label_metrics(gold, probabilities[head.name], head.labels)
                 continue
             tuned = tune_thresholds(gold, probabilities[head.name], shrinkage=self.config.threshold_shrinkage)
             thresholds[head.name] = {label: float(t) for label, t in zip(head.labels, tuned)}
