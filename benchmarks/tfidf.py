@@ -61,6 +61,22 @@ def head_metric(head: Head, gold: np.ndarray, scores: np.ndarray, thresholds: np
     return {"micro_f1": multi_label_metrics(gold, scores, thresholds, head.labels)["micro_f1"]}
 
 
+def tfidf_baseline(head: Head, texts: dict[str, list[str]], gold: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
+    """TF-IDF's metrics on ``texts["test"]`` and its C: fitted on "train", C (and a multi head's
+    thresholds) chosen on "validation", as earshot chooses its epoch and thresholds there."""
+    best = None
+    for c in C_GRID:
+        on_validation = tfidf_scores(head, texts["train"], gold["train"], texts["validation"], c)
+        thresholds = tune_thresholds(gold["validation"], on_validation) if head.kind != SINGLE else None
+        metric = head_metric(head, gold["validation"], on_validation, thresholds)
+        score = metric.get("micro_f1", metric.get("macro_f1"))
+        if best is None or score > best[0]:
+            best = (score, c, thresholds)
+    _, c, thresholds = best
+    scores = tfidf_scores(head, texts["train"], gold["train"], texts["test"], c)
+    return head_metric(head, gold["test"], scores, thresholds), c
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=Path, required=True)
@@ -82,17 +98,7 @@ def main() -> None:
     for head in heads:
         gold = {name: head_gold(head, part) for name, part in (("train", train.examples),
                                                                           ("validation", validation), ("test", test))}
-        best = None
-        for c in C_GRID:  # regularisation chosen on the validation file, as earshot chooses its epoch there
-            on_validation = tfidf_scores(head, texts["train"], gold["train"], texts["validation"], c)
-            thresholds = tune_thresholds(gold["validation"], on_validation) if head.kind != SINGLE else None
-            metric = head_metric(head, gold["validation"], on_validation, thresholds)
-            score = metric.get("micro_f1", metric.get("macro_f1"))
-            if best is None or score > best[0]:
-                best = (score, c, thresholds)
-        _, c, thresholds = best
-        baseline = head_metric(head, gold["test"], tfidf_scores(head, texts["train"], gold["train"], texts["test"], c),
-                               thresholds)
+        baseline, c = tfidf_baseline(head, texts, gold)
         line = f"{head.name} ({head.kind}, {len(head.labels)} labels, {len(test)} test rows): TF-IDF C={c:g} " + \
             " ".join(f"{k} {v:.4f}" for k, v in baseline.items())
         if model is not None:

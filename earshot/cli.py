@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # for annotations only: each command imports what it needs when it runs
+    from earshot.model import Head
     from earshot.training import ColumnMapping, LoadedData
+    from earshot.training.data import Example
+    from earshot.training.taxonomy import Taxonomy
 
 logger = logging.getLogger("earshot")
 
@@ -53,7 +56,13 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a model on labelled feedback")
-    train.add_argument("--data", required=True, type=Path, help="CSV, TSV, JSONL, Parquet or saved dataset folder")
+    train.add_argument("--data", type=Path, help="CSV, TSV, JSONL, Parquet or saved dataset folder (optional with "
+                                                  "--taxonomy)")
+    train.add_argument("--taxonomy", type=Path, help="YAML of each head's labels: name, one-line description, optional "
+                                                     "examples (see examples/banking77-taxonomy.yaml)")
+    train.add_argument("--per-label", type=int, metavar="K",
+                       help="train on at most K rows of each label of --data (seeded by --seed); labels with fewer "
+                            "are reported by name")
     train.add_argument("--validation", type=Path, help="validation file (default: a stratified split of --data)")
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--output", required=True, type=Path, help="model folder to write")
@@ -61,12 +70,24 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-length", type=int, default=argparse.SUPPRESS,
                        help="tokens per text; longer texts are cut (default: the model config's, "
                             f"{EarshotConfig.__dataclass_fields__['max_length'].default})")
-    _config_flag(train, "--epochs", type=int)
+    _config_flag(train, "--recipe", choices=["auto", "fine-tune", "few-shot"],
+                 help="few-shot: a contrastive stage on the encoder and heads fitted on its embeddings before "
+                      "fine-tuning; auto: few-shot when the head with most labels has few rows per label")
+    _config_flag(train, "--few-shot-max-per-label", type=int, help="rows per label up to which auto picks few-shot")
+    _config_flag(train, "--epochs", type=int,
+                 help="fine-tuning epochs; unset: enough for about --steps steps (few-shot: --few-shot-epochs)")
+    _config_flag(train, "--steps", type=int, help="optimizer steps the fine-tuning is sized to when --epochs is unset")
+    _config_flag(train, "--max-epochs", type=int, help="at most this many epochs when sized by --steps")
+    _config_flag(train, "--few-shot-epochs", type=int, help="fine-tuning epochs after the few-shot start")
+    _config_flag(train, "--contrastive-steps", type=int, help="batches of the contrastive stage; unset: sized by the data")
+    _config_flag(train, "--contrastive-learning-rate", type=float)
     _config_flag(train, "--batch-size", type=int)
     _config_flag(train, "--learning-rate", type=float, help="of the encoder")
     _config_flag(train, "--head-learning-rate", type=float, help="of the heads, which start from random weights")
     _config_flag(train, "--warmup-ratio", type=float)
-    _config_flag(train, "--patience", type=int, help="epochs without improvement before stopping; 0: never stop early")
+    _config_flag(train, "--patience", type=int,
+                 help="epochs without improvement before stopping; 0: never stop early; unset: a fifth of the epochs, "
+                      "at least 2")
     _config_flag(train, "--multi-label-loss-weight", "--pain-point-loss-weight", type=float,
                  help="weight of each multi head's loss against a single head's")
     _config_flag(train, "--ranking-loss-weight", "--pain-point-ranking-weight", type=float,
@@ -186,37 +207,106 @@ def _train(args: argparse.Namespace) -> None:
     import torch
 
     from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
-    from earshot.training import Trainer, TrainingConfig, read_examples, split_validation
-    from earshot.training.provenance import data_provenance
+    from earshot.training import Trainer, TrainingConfig
 
     settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
     config = TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
+    heads, train_examples, validation_examples, provenance = _training_data(args, config.seed)
+    torch.manual_seed(config.seed)  # the heads' initial weights
+    extra = {"max_length": args.max_length} if hasattr(args, "max_length") else {}
+    model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, heads, label=args.label, **extra)
+    model.config.provenance = provenance
+    logger.info("training on %d rows, validating on %d; heads %s", len(train_examples), len(validation_examples),
+                ", ".join(f"{h.name} ({h.kind}, {len(h.labels)} labels)" for h in heads))
+    result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
+    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model %s in %s",
+                result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version, args.output)
+
+
+def _training_data(args: argparse.Namespace, seed: int) -> tuple[list["Head"], list["Example"], list["Example"],
+                                                                   dict[str, Any]]:
+    """Heads, training and validation examples, and the data's provenance, from --data and/or --taxonomy."""
+    from earshot.training import read_examples, split_validation
+    from earshot.training.data import DataError, sample_per_label, short_labels
+    from earshot.training.provenance import data_provenance
+    from earshot.training.taxonomy import read_taxonomy
+
+    if args.data is None and args.taxonomy is None:
+        raise DataError("give --data (labelled rows), --taxonomy (labels with descriptions), or both")
+    taxonomy = read_taxonomy(args.taxonomy) if args.taxonomy is not None else None
+    if args.data is None:
+        heads = [head.head() for head in taxonomy.heads]
+        validation = (read_examples(args.validation, _taxonomy_mapping(taxonomy, args),
+                                    known_labels={h.name: h.labels for h in heads}).examples
+                      if args.validation is not None else [])
+        provenance = {"taxonomy": args.taxonomy.name, "train_rows": 0, "validation_rows": len(validation)}
+        return heads, taxonomy.examples(), validation, provenance
     mapping = column_mapping(args)
-    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
+    known = _taxonomy_labels(taxonomy, mapping) if taxonomy is not None else None
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
     _report_skipped(data)
     read = len(data.examples)
     if args.exclude is not None:
         data = _exclude(data, args.exclude)
-    heads = data.heads(mapping)
+    heads = ([next(t.head() for t in taxonomy.heads if t.name == h.name) for h in mapping.heads] if taxonomy is not None
+             else data.heads(mapping))
     if args.validation is not None:
         validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows,
                                    known_labels={head.name: head.labels for head in heads})
         _report_skipped(validation)
         train_examples, validation_examples = data.examples, validation.examples
     else:
-        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, config.seed)
-    torch.manual_seed(config.seed)  # the heads' initial weights
-    extra = {"max_length": args.max_length} if hasattr(args, "max_length") else {}
-    model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, heads, label=args.label, **extra)
-    model.config.provenance = data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
-                                              validation_path=args.validation, licence=args.data_licence)
+        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, seed)
+    if args.per_label is not None:
+        if args.per_label < 1:
+            raise DataError(f"--per-label must be at least 1, got {args.per_label}")
+        train_examples = sample_per_label(train_examples, heads, args.per_label, seed)
+        for head, counts in short_labels(train_examples, heads, args.per_label).items():
+            logger.warning("--per-label %d: %s labels have fewer rows, all of them kept: %s", args.per_label, head,
+                           ", ".join(f"{label} ({n})" for label, n in counts.items()))
+            scarce = [label for label, n in counts.items() if n < 2]
+            if scarce:
+                logger.warning("%s labels with fewer than 2 rows (the contrastive stage pairs rows of a label; these "
+                               "learn from %s alone): %s", head, "their taxonomy description and" if taxonomy
+                               else "their one row, if any,", ", ".join(scarce))
+    provenance = data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
+                                 validation_path=args.validation, licence=args.data_licence)
     if args.exclude is not None:
-        model.config.provenance["excluded"] = {"file": args.exclude.name, "rows": read - len(data.examples)}
-    logger.info("training on %d rows, validating on %d; heads %s", len(train_examples), len(validation_examples),
-                ", ".join(f"{h.name} ({h.kind}, {len(h.labels)} labels)" for h in heads))
-    result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
-    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model %s in %s",
-                result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version, args.output)
+        provenance["excluded"] = {"file": args.exclude.name, "rows": read - len(data.examples)}
+    if taxonomy is not None:
+        provenance["taxonomy"] = args.taxonomy.name
+        train_examples = [*train_examples, *taxonomy.examples()]
+    return heads, train_examples, validation_examples, provenance
+
+
+def _taxonomy_labels(taxonomy: "Taxonomy", mapping: "ColumnMapping") -> dict[str, list[str]]:
+    """Each mapped head's labels from the taxonomy; a mapped head it lacks, or a kind it contradicts, is an error."""
+    from earshot.training.data import DataError
+
+    known = {}
+    for column in mapping.heads:
+        head = taxonomy.head(column.name)
+        if head is None:
+            raise DataError(f"{taxonomy.source}: no head {column.name!r} for the column {column.column!r} "
+                            f"({column.flag}); its heads: {[h.name for h in taxonomy.heads]}")
+        if head.kind != column.kind:
+            raise DataError(f"{taxonomy.source}: head {column.name!r} is {head.kind} there but {column.kind} "
+                            f"in {column.flag}")
+        known[column.name] = [label.name for label in head.labels]
+    unmapped = [h.name for h in taxonomy.heads if h.name not in known]
+    if unmapped:
+        raise DataError(f"{taxonomy.source}: heads {unmapped} have no column in --data: add --head NAME:KIND:COLUMN")
+    return known
+
+
+def _taxonomy_mapping(taxonomy: "Taxonomy", args: argparse.Namespace) -> "ColumnMapping":
+    """Without --data, --validation's columns are the taxonomy's heads unless column flags say otherwise."""
+    from earshot.training import ColumnMapping, HeadColumn
+
+    if args.sentiment_column or args.pain_points_column or args.head:
+        return column_mapping(args)
+    return ColumnMapping(text=args.text_column, heads=tuple(HeadColumn(h.name, h.kind, h.name) for h in taxonomy.heads),
+                         none_labels=tuple(args.none_label))
 
 
 def _exclude(data: "LoadedData", listing: Path) -> "LoadedData":

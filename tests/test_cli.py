@@ -21,7 +21,8 @@ COLUMNS = ["--sentiment-column", "sentiment", "--pain-points-column", "pain_poin
 
 
 def _train_args(data: Path, base: Path, out: Path, epochs: int = 2) -> list[str]:
-    return ["train", "--data", str(data), "--output", str(out), "--base-model", str(base), "--epochs", str(epochs),
+    return ["train", "--data", str(data), "--output", str(out), "--base-model", str(base), "--recipe", "fine-tune",
+            "--epochs", str(epochs),
             "--learning-rate", "2e-3", "--head-learning-rate", "1e-2", "--patience", "0", "--max-length", "32",
             "--batch-size", "8", "--no-progress", *COLUMNS]
 

@@ -19,8 +19,8 @@ def test_fine_tune_minilm_one_epoch_and_round_trip(minilm_path: str, feedback_cs
     data = read_examples(feedback_csv, mapping)
     train, validation = split_validation(data.examples, 0.2, seed=5)
     model = EarshotModel.from_base(minilm_path, data.heads(mapping), max_length=64)
-    result = Trainer(model, train, validation, TrainingConfig(output_dir=str(tmp_path / "m"), epochs=1,
-                                                              batch_size=16, progress=False)).train()
+    result = Trainer(model, train, validation, TrainingConfig(output_dir=str(tmp_path / "m"), recipe="fine-tune",
+                                                              epochs=1, batch_size=16, progress=False)).train()
     assert result.epochs_run == 1
     # one epoch on 160 rows is enough for the easy sentiment classes of the fixture
     assert result.validation_metrics["sentiment"]["accuracy"] >= 0.8

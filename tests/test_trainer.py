@@ -25,8 +25,8 @@ def _fresh(tiny_base: Path, data) -> EarshotModel:
 
 
 def _config(out: Path, **overrides) -> TrainingConfig:
-    settings = dict(output_dir=str(out), epochs=3, batch_size=16, learning_rate=2e-3, head_learning_rate=1e-2,
-                    patience=0, progress=False)
+    settings = dict(output_dir=str(out), recipe="fine-tune", epochs=3, batch_size=16, learning_rate=2e-3,
+                    head_learning_rate=1e-2, patience=0, progress=False)
     return TrainingConfig(**{**settings, **overrides})
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+RECIPES = ("auto", "fine-tune", "few-shot")
 SAVE_DTYPES = ("float32", "float16")
 
 
@@ -19,14 +21,27 @@ class TrainingConfig:
     """
 
     output_dir: str
-    epochs: int = 4
+    # "few-shot": a contrastive stage on the encoder, heads fitted on its embeddings, then a short
+    # fine-tuning (training/few_shot.py). "fine-tune": straight to fine-tuning. "auto": few-shot when
+    # the heads' labels have at most ``few_shot_max_per_label`` training examples each (median).
+    recipe: str = "auto"
+    few_shot_max_per_label: int = 64
+    # None: sized by the data. Fine-tuning runs about ``steps`` optimizer steps (whole epochs, at
+    # most ``max_epochs``); early stopping is the guard. 2,500 covers the best epochs found by hand
+    # (docs/experiments.md): Banking77 epoch 8 of 282 steps, MAMS 8 of 99, SemEval-2016 12 of 54.
+    # The few-shot recipe polishes for ``few_shot_epochs`` after its heads are fitted.
+    epochs: int | None = None
+    steps: int = 2500
+    max_epochs: int = 40
+    few_shot_epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 8e-5
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
-    patience: int = 2
+    # Epochs without improvement before stopping; None: a fifth of the planned epochs, at least 2.
+    patience: int | None = None
     seed: int = 13
     class_weighting: str = "sqrt"
     max_pos_weight: float = 10.0
@@ -42,19 +57,36 @@ class TrainingConfig:
     threshold_shrinkage: float = 0.0
     # Precision of the weights written to output_dir, whatever the device trained in.
     save_dtype: str = "float32"
+    # The few-shot recipe's contrastive stage (None: sized by the data, ``default_contrastive_steps``)
+    # and the regularisation C of the logistic regressions its heads start from.
+    contrastive_steps: int | None = None
+    contrastive_learning_rate: float = 3e-5
+    contrastive_temperature: float = 0.05
+    head_fit_c: float = 10.0
     mixed_precision: bool = True
     device: str | None = None
     keep_checkpoints: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size}
+        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size, "steps": self.steps,
+                         "max_epochs": self.max_epochs, "few_shot_max_per_label": self.few_shot_max_per_label,
+                         "few_shot_epochs": self.few_shot_epochs}
         for name, value in positive_ints.items():
+            if value is None and name == "epochs":
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.patience, int) or self.patience < 0:
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 0):
             raise ValueError(f"patience must be 0 (no early stopping) or more, got {self.patience!r}")
-        for name in ("learning_rate", "head_learning_rate"):
+        if self.contrastive_steps is not None and (not isinstance(self.contrastive_steps, int)
+                                                   or self.contrastive_steps < 0):
+            raise ValueError(f"contrastive_steps must be 0 (no contrastive stage) or more, got {self.contrastive_steps!r}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        if self.contrastive_temperature <= 0 or self.head_fit_c <= 0:
+            raise ValueError("contrastive_temperature and head_fit_c must be > 0")
+        for name in ("learning_rate", "head_learning_rate", "contrastive_learning_rate"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {value!r}")
@@ -74,6 +106,25 @@ class TrainingConfig:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not self.output_dir:
             raise ValueError("output_dir is required")
+
+    def planned_epochs(self, steps_per_epoch: int, few_shot: bool) -> int:
+        """Epochs of fine-tuning: ``epochs`` when set, else ``few_shot_epochs`` after a few-shot start,
+        else enough whole epochs for about ``steps`` optimizer steps, at most ``max_epochs``.
+
+        Example:
+            >>> TrainingConfig(output_dir="m").planned_epochs(steps_per_epoch=99, few_shot=False)  # 3,149 rows
+            26
+        """
+        if self.epochs is not None:
+            return self.epochs
+        if few_shot:
+            return self.few_shot_epochs
+        return max(1, min(self.max_epochs, math.ceil(self.steps / steps_per_epoch)))
+
+    def planned_patience(self, epochs: int) -> int:
+        """``patience`` when set, else a fifth of ``epochs`` and at least 2: many short epochs of small
+        data score noisily, and two bad ones in a row say little there."""
+        return self.patience if self.patience is not None else max(2, epochs // 5)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -341,3 +341,65 @@ def split_validation(examples: Sequence[Example], fraction: float, seed: int) ->
     if not validation:
         raise ValueError(f"the validation fraction {fraction} of {len(examples)} rows leaves no validation rows")
     return train, validation
+
+
+def label_sets(head: Head, examples: Sequence[Example]) -> list[frozenset[int] | None]:
+    """Each example's labels of ``head`` as a set of label indices; None where the label is unknown.
+
+    An empty set is a real answer of a multi head ("none of these"), so it is kept as one.
+    """
+    gold = head_gold(head, examples)
+    if head.kind == SINGLE:
+        return [None if g < 0 else frozenset([int(g)]) for g in gold]
+    return [frozenset(np.flatnonzero(row).tolist()) for row in gold]
+
+
+def sample_per_label(examples: Sequence[Example], heads: Sequence[Head], per_label: int, seed: int) -> list[Example]:
+    """Up to ``per_label`` examples of each label of each head, seeded, in data order.
+
+    An empty multi-label set counts as a label of its own ("none of these"). A drawn example counts
+    for every label it carries, so a multi-label sample holds at least ``per_label`` of each label
+    that has as many. Labels with fewer keep all of theirs: see :func:`short_labels`.
+
+    Example:
+        >>> len(sample_per_label(data.examples, heads, 8, seed=1))  # Banking77: 77 intents x 8
+        616
+    """
+    rng = random.Random(seed)
+    chosen: set[int] = set()
+    for head in heads:
+        rows_of: dict[int, list[int]] = {}
+        for row, labels in enumerate(label_sets(head, examples)):
+            for label in (labels or ({-1} if labels is not None else set())):
+                rows_of.setdefault(label, []).append(row)
+        order = sorted(rows_of)
+        rng.shuffle(order)
+        for label in order:
+            rows = rows_of[label][:]
+            rng.shuffle(rows)
+            have = sum(1 for row in rows if row in chosen)
+            for row in rows:
+                if have >= per_label:
+                    break
+                if row not in chosen:
+                    chosen.add(row)
+                    have += 1
+    return [examples[i] for i in sorted(chosen)]
+
+
+def short_labels(examples: Sequence[Example], heads: Sequence[Head], per_label: int) -> dict[str, dict[str, int]]:
+    """Per head, the labels with fewer than ``per_label`` examples and how many they have (0 included).
+
+    Example:
+        >>> short_labels(sample, heads, 8)
+        {'intent': {'card_swallowed': 1}}
+    """
+    short: dict[str, dict[str, int]] = {}
+    for head in heads:
+        gold = head_gold(head, examples)
+        counts = (np.bincount(gold[gold >= 0], minlength=len(head.labels)) if head.kind == SINGLE
+                  else gold.sum(axis=0).astype(int))
+        found = {label: int(n) for label, n in zip(head.labels, counts) if n < per_label}
+        if found:
+            short[head.name] = found
+    return short

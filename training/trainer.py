@@ -31,6 +31,7 @@ from earshot.model.device import resolve_device
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .data import Example, head_gold
+from .few_shot import contrastive_stage, default_contrastive_steps, fit_heads
 from .metrics import multi_label_metrics, single_label_metrics, tune_thresholds
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ class Trainer:
                  config: TrainingConfig) -> None:
         if not train:
             raise ValueError("no training examples")
-        if not validation:
-            raise ValueError("no validation examples: early stopping and threshold tuning need them")
         self.model, self.train_examples, self.validation_examples, self.config = model, list(train), list(validation), config
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
@@ -80,30 +79,50 @@ class Trainer:
         ids = model.encode([e.text for e in self.train_examples]).input_ids
         targets = {head.name: head_targets(head, self.train_examples) for head in model.config.heads}
         steps_per_epoch = math.ceil(len(ids) / self.config.batch_size)
-        optimizer = self._optimizer()
+        few_shot = self.few_shot()
+        epochs = self.config.planned_epochs(steps_per_epoch, few_shot)
+        if not self.validation_examples:
+            # Nothing to choose an epoch or thresholds on: the last epoch is kept, thresholds stay at
+            # 0.5, and a few-shot start is not fine-tuned further unless --epochs asks for it.
+            logger.warning("no validation examples: keeping the last epoch; multi-head thresholds stay at 0.5")
+            if few_shot and self.config.epochs is None:
+                epochs = 0
+        self.patience = self.config.planned_patience(epochs)
+        logger.info("recipe %s: %s%d epochs of %d steps, patience %d", "few-shot" if few_shot else "fine-tune",
+                    "contrastive stage and fitted heads, then " if few_shot else "", epochs, steps_per_epoch,
+                    self.patience)
+        optimizer = self._optimizer(few_shot)
         scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(self.config.warmup_ratio * steps_per_epoch * self.config.epochs),
-            steps_per_epoch * self.config.epochs)
+            optimizer, int(self.config.warmup_ratio * steps_per_epoch * epochs), steps_per_epoch * epochs)
         state = TrainingState(epoch=0, best_score=-1.0, best_epoch=0, bad_epochs=0, history=[],
                               fingerprint=self._fingerprint())
         if resume:
             state = self._resume(model, optimizer, scheduler, state)
+        if few_shot and not state.history:
+            # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
+            # so fine-tuning after it is kept only where it scores better.
+            losses = contrastive_stage(
+                model, self.train_examples, self._contrastive_steps(), learning_rate=self.config.contrastive_learning_rate,
+                temperature=self.config.contrastive_temperature, seed=self.config.seed, device=self.device,
+                progress=self.config.progress)
+            fit_heads(model, self.train_examples, c=self.config.head_fit_c)
+            self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
+            save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
         losses = self._losses(targets)
         use_amp = self.config.mixed_precision and self.device.type == "cuda"
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-        while state.epoch < self.config.epochs and not self._should_stop(state):
+        while state.epoch < epochs and not self._should_stop(state):
             epoch = state.epoch + 1
             model.train()
             batches = self._batches(ids, epoch)
-            bar = tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch",
+            bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
                        disable=not self.config.progress, dynamic_ncols=True)
             running = 0.0
             for step, batch in enumerate(bar, start=1):
-                input_ids, attention = model.collate([ids[i] for i in batch])
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    outputs = model(input_ids.to(self.device), attention.to(self.device))
+                    outputs = model.forward_rows([ids[i] for i in batch])
                 loss = self._loss(outputs, targets, batch, losses)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -123,8 +142,8 @@ class Trainer:
     # ------------------------------------------------------------------------------- epoch steps
     def _end_epoch(self, epoch: int, train_loss: float, state: TrainingState) -> None:
         metrics, thresholds = self.evaluate_validation()
-        score = validation_score(metrics, self.model.config.heads)
-        improved = score > state.best_score
+        score = validation_score(metrics, self.model.config.heads) if metrics else 0.0
+        improved = score > state.best_score or not self.validation_examples
         state.history.append({"epoch": epoch, "train_loss": train_loss, "validation_score": score,
                               **{f"{head}_{name}": metrics[head][name] for head in metrics
                                  for name in ("accuracy", "macro_f1", "micro_f1")}})
@@ -140,11 +159,34 @@ class Trainer:
                     " (best so far)" if improved else "")
 
     def _should_stop(self, state: TrainingState) -> bool:
-        return self.config.patience > 0 and state.bad_epochs >= self.config.patience
+        return self.patience > 0 and state.bad_epochs >= self.patience
+
+    def few_shot(self) -> bool:
+        """Whether this run takes the few-shot recipe: as configured, or under "auto" when the head
+        with the most labels has at most ``few_shot_max_per_label`` labelled rows per label."""
+        if self.config.recipe != "auto":
+            return self.config.recipe == "few-shot"
+        return min(self.rows_per_label().values()) <= self.config.few_shot_max_per_label
+
+    def rows_per_label(self) -> dict[str, float]:
+        """Per head: its labelled training rows divided by its number of labels."""
+        rows = {}
+        for head in self.model.config.heads:
+            gold = head_gold(head, self.train_examples)
+            labelled = int((gold >= 0).sum()) if head.kind == SINGLE else len(gold)
+            rows[head.name] = labelled / len(head.labels)
+        return rows
+
+    def _contrastive_steps(self) -> int:
+        if self.config.contrastive_steps is not None:
+            return self.config.contrastive_steps
+        return default_contrastive_steps(len(self.train_examples))
 
     def evaluate_validation(self) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
         """Each head's metrics on the validation examples, multi heads' thresholds tuned on them."""
         model = self.model
+        if not self.validation_examples:
+            return {}, {}
         probabilities = model.predict_proba([e.text for e in self.validation_examples])
         metrics: dict[str, Any] = {}
         thresholds: dict[str, dict[str, float]] = {}
@@ -201,8 +243,13 @@ class Trainer:
                 "validation_rows": len(self.validation_examples), "base_model": self.model.config.base_model,
                 "heads": [[h.name, h.kind, h.labels] for h in self.model.config.heads], "settings": settings}
 
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _optimizer(self, few_shot: bool) -> torch.optim.Optimizer:
         # Heads start from random weights and learn with a higher rate than the pretrained encoder.
+        # After a few-shot start the heads are already fitted: fine-tuning then only polishes, at the
+        # contrastive stage's rate (heads 10x): at the full rates, Banking77 with 8 examples per
+        # intent lost 1.6 points of development accuracy in the first epoch.
+        encoder_rate = self.config.contrastive_learning_rate if few_shot else self.config.learning_rate
+        head_rate = 10 * encoder_rate if few_shot else self.config.head_learning_rate
         decay, no_decay, heads = [], [], []
         for name, parameter in self.model.named_parameters():
             if name.startswith("heads."):
@@ -212,9 +259,9 @@ class Trainer:
             else:
                 decay.append(parameter)
         groups = [
-            {"params": decay, "weight_decay": self.config.weight_decay, "lr": self.config.learning_rate},
-            {"params": no_decay, "weight_decay": 0.0, "lr": self.config.learning_rate},
-            {"params": heads, "weight_decay": 0.0, "lr": self.config.head_learning_rate},
+            {"params": decay, "weight_decay": self.config.weight_decay, "lr": encoder_rate},
+            {"params": no_decay, "weight_decay": 0.0, "lr": encoder_rate},
+            {"params": heads, "weight_decay": 0.0, "lr": head_rate},
         ]
         return torch.optim.AdamW(groups)
 

@@ -1,0 +1,130 @@
+"""The few-shot recipe: contrastive loss and batches, heads fitted as logistic regressions, the trainer's choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from earshot.model import EarshotModel
+from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
+from earshot.training.few_shot import (BalancedBatches, contrastive_stage, fit_heads, fit_logistic, label_sets,
+                                       pair_weights, supervised_contrastive_loss)
+
+MAPPING = ColumnMapping(text="text", heads=(HeadColumn("sentiment", "single", "sentiment"),
+                                            HeadColumn("pain_points", "multi", "pain_points")))
+
+
+@pytest.fixture()
+def data(feedback_csv: Path):
+    return read_examples(feedback_csv, MAPPING)
+
+
+def _model(tiny_base: Path, data) -> EarshotModel:
+    torch.manual_seed(0)
+    return EarshotModel.from_base(str(tiny_base), data.heads(MAPPING), max_length=32)
+
+
+def test_pair_weights_are_label_overlap_and_unknown_pairs_count_nothing() -> None:
+    weights = pair_weights([frozenset({0}), frozenset({0, 1}), frozenset(), frozenset(), None])
+    assert weights[0, 1] == 0.5 and weights[1, 0] == 0.5
+    assert weights[2, 3] == 1.0  # "none of these" is a shared answer
+    assert weights[0, 2] == 0.0 and weights[4].sum() == 0 and weights[:, 4].sum() == 0
+    assert torch.all(weights.diagonal() == 0)
+
+
+def test_contrastive_loss_is_lower_when_same_labels_embed_together() -> None:
+    weights = pair_weights([frozenset({0}), frozenset({0}), frozenset({1}), frozenset({1})])
+    together = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    mixed = together[[0, 2, 1, 3]]
+    assert supervised_contrastive_loss(together, weights, 0.1) < supervised_contrastive_loss(mixed, weights, 0.1)
+    alone = pair_weights([frozenset({0}), frozenset({1})])  # no anchor has a positive: nothing to learn
+    assert supervised_contrastive_loss(torch.randn(2, 4), alone, 0.1) == 0
+
+
+def test_balanced_batches_hold_several_texts_of_each_label() -> None:
+    sets = {"intent": [frozenset({i % 10}) for i in range(200)]}
+    batch = BalancedBatches(sets, batch_size=16, per_label=4, seed=1).next()
+    labels = [next(iter(sets["intent"][i])) for i in batch]
+    assert len(batch) == 16 and len(set(batch)) == 16
+    assert sorted(np.bincount(labels, minlength=10)[np.bincount(labels, minlength=10) > 0]) == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("kind", ["single", "multi"])
+def test_fit_logistic_solves_what_scikit_learn_solves(kind: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    if kind == "single":
+        gold = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype(int) + (x[:, 1] > 1).astype(int)
+        reference = LogisticRegression(C=3.0, max_iter=5000, tol=1e-8).fit(x, gold).predict_proba(x)
+        weight, bias = fit_logistic(torch.from_numpy(x), torch.from_numpy(gold), kind, 3, c=3.0)
+        ours = torch.softmax(torch.from_numpy(x).float() @ weight.T + bias, dim=1).numpy()
+    else:
+        gold = np.stack([x[:, 0] > 0, x[:, 2] + rng.normal(size=120) > 0.5], axis=1).astype(float)
+        reference = np.stack([LogisticRegression(C=3.0, max_iter=5000, tol=1e-8).fit(x, gold[:, j]).predict_proba(x)[:, 1]
+                              for j in range(2)], axis=1)
+        weight, bias = fit_logistic(torch.from_numpy(x), torch.from_numpy(gold), kind, 2, c=3.0)
+        ours = torch.sigmoid(torch.from_numpy(x).float() @ weight.T + bias).numpy()
+    np.testing.assert_allclose(ours, reference, atol=2e-3)
+
+
+def test_contrastive_stage_pulls_labels_together_and_fitted_heads_learn(tiny_base: Path, data) -> None:
+    model = _model(tiny_base, data)
+    examples = data.examples
+    sentiment = np.array([next(iter(s)) for s in label_sets(model.config.head("sentiment"), examples)])
+
+    def gap() -> float:
+        z = F.normalize(torch.from_numpy(model.embed([e.text for e in examples])), dim=1)
+        cosine = (z @ z.T).numpy()
+        same = sentiment[:, None] == sentiment[None, :]
+        np.fill_diagonal(same, False)
+        return float(cosine[same].mean() - cosine[~same].mean())
+
+    before = gap()
+    weights_before = model.heads["sentiment"].weight.detach().clone()
+    losses = contrastive_stage(model, examples, steps=30, batch_size=16, learning_rate=1e-3, progress=False)
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert gap() > before + 0.05
+    assert torch.equal(model.heads["sentiment"].weight, weights_before)  # the stage moves the encoder only
+    fit_heads(model, examples)
+    predicted = model.predict_proba([e.text for e in examples])["sentiment"].argmax(axis=1)
+    assert (predicted == sentiment).mean() > 0.9
+
+
+def test_auto_recipe_takes_few_shot_on_small_data_and_records_its_start(tiny_base: Path, data, tmp_path: Path) -> None:
+    train, validation = split_validation(data.examples, 0.25, seed=3)
+    config = TrainingConfig(output_dir=str(tmp_path / "m"), contrastive_steps=10, few_shot_epochs=1,
+                            contrastive_learning_rate=1e-3, batch_size=16, progress=False)
+    trainer = Trainer(_model(tiny_base, data), train, validation, config)
+    assert max(trainer.rows_per_label().values()) < config.few_shot_max_per_label and trainer.few_shot()
+    result = trainer.train()
+    assert [entry["epoch"] for entry in result.history] == [0, 1]
+    assert result.history[0]["sentiment_accuracy"] > 0.7  # the fitted heads work before any fine-tuning
+    fine_tune = TrainingConfig(output_dir="x", few_shot_max_per_label=1)
+    assert not Trainer(_model(tiny_base, data), train, validation, fine_tune).few_shot()
+
+
+@pytest.mark.parametrize("rows, few_shot, epochs", [(3149, False, 26), (10401, False, 8), (1444, False, 40),
+                                                     (616, True, 4)])
+def test_epochs_are_sized_by_steps(rows: int, few_shot: bool, epochs: int) -> None:
+    config = TrainingConfig(output_dir="m")
+    assert config.planned_epochs(-(-rows // config.batch_size), few_shot) == epochs
+    assert TrainingConfig(output_dir="m", epochs=3).planned_epochs(5, few_shot) == 3
+    assert config.planned_patience(33) == 6 and config.planned_patience(4) == 2
+    assert TrainingConfig(output_dir="m", patience=0).planned_patience(33) == 0
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"recipe": "setfit"}, "recipe must be one of"),
+    ({"contrastive_steps": -1}, "contrastive_steps must be 0"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+])
+def test_bad_few_shot_settings_are_named(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig(output_dir="m", **fields)

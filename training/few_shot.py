@@ -1,0 +1,219 @@
+"""Learning from a few examples per label: a contrastive stage on the encoder, then heads fitted on it.
+
+SetFit's method (Tunstall et al., 2022), in earshot's one-encoder, many-heads model: first the encoder
+is tuned so that texts sharing labels embed close together and others apart; then each head, a
+linear layer on the pooled embedding, is fitted as a regularised logistic regression on the frozen
+embeddings. SetFit trains on sampled pairs, one pair per two encoder passes; here each batch holds a
+few labels with several texts each and every pair in it counts (a supervised contrastive loss,
+Khosla et al., 2020), so one pass of 64 texts gives some 2,000 pairs.
+
+Example:
+    >>> contrastive_stage(model, examples, steps=200)      # the encoder moves, the heads do not
+    >>> fit_heads(model, examples)                          # each head: logistic regression on embeddings
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from earshot.model import SINGLE, EarshotModel
+
+from .data import Example, head_gold, label_sets
+
+logger = logging.getLogger(__name__)
+
+
+def pair_weights(sets: Sequence[frozenset[int] | None]) -> torch.Tensor:
+    """How much each pair in a batch counts as a positive: the Jaccard overlap of their label sets.
+
+    1 for the same single label (or the same set, the empty one included), 0 for disjoint sets or
+    where either label is unknown.
+
+    Example:
+        >>> pair_weights([frozenset({0}), frozenset({0, 1}), None])[0, 1]
+        tensor(0.5000)
+    """
+    n = len(sets)
+    weights = torch.zeros(n, n)
+    for i, a in enumerate(sets):
+        for j, b in enumerate(sets):
+            if i == j or a is None or b is None:
+                continue
+            union = a | b
+            weights[i, j] = 1.0 if not union else len(a & b) / len(union)
+    return weights
+
+
+def supervised_contrastive_loss(embeddings: torch.Tensor, weights: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over anchors with a positive of -sum_j w_ij log softmax_j(cos_ij / T) / sum_j w_ij.
+
+    Example:
+        >>> z = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+        >>> w = pair_weights([frozenset({0}), frozenset({0}), frozenset({1})])
+        >>> supervised_contrastive_loss(z, w, 0.1) < supervised_contrastive_loss(z.flip(0), w, 0.1)
+        tensor(True)
+    """
+    z = F.normalize(embeddings.float(), dim=-1)
+    n = len(z)
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    log_p = (z @ z.T / temperature).masked_fill(self_mask, float("-inf")).log_softmax(dim=-1)
+    log_p = log_p.masked_fill(self_mask, 0.0)
+    weights = weights.to(z.device)
+    mass = weights.sum(dim=1)
+    anchors = mass > 0
+    if not anchors.any():
+        return z.new_zeros(())
+    return -((log_p * weights).sum(dim=1)[anchors] / mass[anchors]).mean()
+
+
+class BalancedBatches:
+    """Batches of ``labels_per_batch`` labels x ``per_label`` texts, for one head at a time in turn.
+
+    A plain shuffle of 8 examples per label over 77 labels puts a text beside another of its label
+    in less than half of the batches; the contrastive loss learns only from such pairs.
+    """
+
+    def __init__(self, sets: dict[str, list[frozenset[int] | None]], batch_size: int, per_label: int,
+                 seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.batch_size, self.per_label = batch_size, per_label
+        # Per head: each label (an empty set counts as the label "none") -> the rows that carry it.
+        self.pools: list[dict[int, list[int]]] = []
+        for head_sets in sets.values():
+            pool: dict[int, list[int]] = {}
+            for row, labels in enumerate(head_sets):
+                for label in (labels if labels else ([-1] if labels is not None else [])):
+                    pool.setdefault(label, []).append(row)
+            pool = {label: rows for label, rows in pool.items() if len(rows) >= 2}
+            if pool:
+                self.pools.append(pool)
+        self.turn = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.pools)
+
+    def next(self) -> list[int]:
+        pool = self.pools[self.turn % len(self.pools)]
+        self.turn += 1
+        labels = list(pool)
+        self.rng.shuffle(labels)
+        batch: list[int] = []
+        seen: set[int] = set()
+        for label in labels:
+            rows = [r for r in pool[label] if r not in seen]
+            take = self.rng.sample(rows, min(self.per_label, len(rows), self.batch_size - len(batch)))
+            batch.extend(take)
+            seen.update(take)
+            if len(batch) >= self.batch_size:
+                break
+        return batch
+
+
+def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: int, *, batch_size: int = 64,
+                      per_label: int = 4, learning_rate: float = 6e-5, temperature: float = 0.05,
+                      warmup_ratio: float = 0.1, max_grad_norm: float = 1.0, seed: int = 13,
+                      device: torch.device | None = None, progress: bool = True) -> list[float]:
+    """Tune ``model.encoder`` for ``steps`` batches so that texts sharing labels embed together.
+
+    Every head's labels count, one head a batch in turn. Returns the loss of each step.
+    """
+    device = device or model.device
+    heads = model.config.heads
+    sets = {head.name: label_sets(head, examples) for head in heads}
+    batches = BalancedBatches(sets, batch_size, per_label, seed)
+    if not batches or steps <= 0:
+        logger.info("contrastive stage skipped: no label has two examples")
+        return []
+    ids = model.encode([e.text for e in examples]).input_ids
+    parameters = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, int(warmup_ratio * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (steps - step) / steps))
+    model.to(device)
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc="contrastive", unit="batch", disable=not progress, dynamic_ncols=True)
+    for _ in bar:
+        batch = batches.next()
+        embeddings = model.forward_rows([ids[i] for i in batch])["embedding"]
+        weights = sum(pair_weights([sets[h.name][i] for i in batch]) for h in heads) / len(heads)
+        loss = supervised_contrastive_loss(embeddings, weights, temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    bar.close()
+    model.eval()
+    return losses
+
+
+def fit_heads(model: EarshotModel, examples: Sequence[Example], c: float = 10.0, iterations: int = 100) -> None:
+    """Set every head to the L2-regularised logistic regression of its labels on the frozen embeddings.
+
+    The same objective as scikit-learn's ``LogisticRegression(C=c)`` (multinomial for single heads,
+    one binary model per label for multi heads), solved with L-BFGS in torch. A head whose labels are
+    all unknown keeps its weights.
+    """
+    embeddings = torch.from_numpy(model.embed([e.text for e in examples]))
+    for head in model.config.heads:
+        gold = torch.from_numpy(head_gold(head, examples))
+        known = gold >= 0 if head.kind == SINGLE else torch.ones(len(gold), dtype=torch.bool)
+        if not known.any():
+            continue
+        layer: nn.Linear = model.heads[head.name]
+        weight, bias = fit_logistic(embeddings[known], gold[known], head.kind, len(head.labels), c, iterations)
+        with torch.no_grad():
+            layer.weight.copy_(weight.to(layer.weight))
+            layer.bias.copy_(bias.to(layer.bias))
+
+
+def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c: float,
+                 iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` minimising sum of losses + ||weight||^2 / (2c) over rows ``x``.
+
+    ``gold``: label indices (single) or a 0/1 matrix (multi); ``labels``: how many the head has (a
+    label without examples gets zero weights and a bias that the others' pull down).
+
+    Example:
+        >>> w, b = fit_logistic(torch.tensor([[0.0], [1.0]]), torch.tensor([0, 1]), "single", 2, 10.0)
+        >>> (torch.tensor([[0.0], [1.0]]) @ w.T + b).argmax(1).tolist()
+        [0, 1]
+    """
+    x = x.double()
+    weight = torch.zeros(labels, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(labels, dtype=torch.float64, requires_grad=True)
+    target = gold.long() if kind == SINGLE else gold.double()
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = x @ weight.T + bias
+        if kind == SINGLE:
+            loss = F.cross_entropy(logits, target, reduction="sum")
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+        loss = loss + weight.pow(2).sum() / (2 * c)
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    return weight.detach().float(), bias.detach().float()
+
+
+def default_contrastive_steps(examples: int) -> int:
+    """Sized by the data: about 20 passes over the examples at 64 a batch, between 100 and 400 steps."""
+    return int(min(400, max(100, math.ceil(20 * examples / 64))))
