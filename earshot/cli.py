@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             f"{EarshotConfig.__dataclass_fields__['max_length'].default})")
     _config_flag(train, "--recipe", choices=["auto", "fine-tune", "few-shot"],
                  help="few-shot: a contrastive stage on the encoder and heads fitted on its embeddings before "
-                      "fine-tuning; auto: few-shot when the head with most labels has few rows per label")
+                      "fine-tuning; auto: few-shot when some head has few labelled rows per label")
     _config_flag(train, "--few-shot-max-per-label", type=int, help="rows per label up to which auto picks few-shot")
     _config_flag(train, "--epochs", type=int,
                  help="fine-tuning epochs; unset: enough for about --steps steps (few-shot: --few-shot-epochs)")

@@ -23,7 +23,7 @@ class TrainingConfig:
     output_dir: str
     # "few-shot": a contrastive stage on the encoder, heads fitted on its embeddings, then a short
     # fine-tuning (training/few_shot.py). "fine-tune": straight to fine-tuning. "auto": few-shot when
-    # the heads' labels have at most ``few_shot_max_per_label`` training examples each (median).
+    # some head has at most ``few_shot_max_per_label`` labelled training rows per label.
     recipe: str = "auto"
     few_shot_max_per_label: int = 64
     # None: sized by the data. Fine-tuning runs about ``steps`` optimizer steps (whole epochs, at

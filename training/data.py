@@ -354,6 +354,21 @@ def label_sets(head: Head, examples: Sequence[Example]) -> list[frozenset[int] |
     return [frozenset(np.flatnonzero(row).tolist()) for row in gold]
 
 
+def rows_by_label(sets: Sequence[frozenset[int] | None]) -> dict[int, list[int]]:
+    """Label index -> the rows that carry it, from :func:`label_sets`; an empty set is the label -1
+    ("none of these"), an unknown label (None) is in no list.
+
+    Example:
+        >>> rows_by_label([frozenset({0}), frozenset(), None, frozenset({0, 1})])
+        {0: [0, 3], -1: [1], 1: [3]}
+    """
+    rows: dict[int, list[int]] = {}
+    for row, labels in enumerate(sets):
+        for label in (labels or ({-1} if labels is not None else set())):
+            rows.setdefault(label, []).append(row)
+    return rows
+
+
 def sample_per_label(examples: Sequence[Example], heads: Sequence[Head], per_label: int, seed: int) -> list[Example]:
     """Up to ``per_label`` examples of each label of each head, seeded, in data order.
 
@@ -368,10 +383,7 @@ def sample_per_label(examples: Sequence[Example], heads: Sequence[Head], per_lab
     rng = random.Random(seed)
     chosen: set[int] = set()
     for head in heads:
-        rows_of: dict[int, list[int]] = {}
-        for row, labels in enumerate(label_sets(head, examples)):
-            for label in (labels or ({-1} if labels is not None else set())):
-                rows_of.setdefault(label, []).append(row)
+        rows_of = rows_by_label(label_sets(head, examples))
         order = sorted(rows_of)
         rng.shuffle(order)
         for label in order:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from earshot.model import SINGLE, EarshotModel
 
-from .data import Example, head_gold, label_sets
+from .data import Example, head_gold, label_sets, rows_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def supervised_contrastive_loss(embeddings: torch.Tensor, weights: torch.Tensor,
 
 
 class BalancedBatches:
-    """Batches of ``labels_per_batch`` labels x ``per_label`` texts, for one head at a time in turn.
+    """Batches of ``batch_size / per_label`` labels x ``per_label`` texts, one head at a time in turn.
 
     A plain shuffle of 8 examples per label over 77 labels puts a text beside another of its label
     in less than half of the batches; the contrastive loss learns only from such pairs.
@@ -86,14 +86,10 @@ class BalancedBatches:
                  seed: int) -> None:
         self.rng = random.Random(seed)
         self.batch_size, self.per_label = batch_size, per_label
-        # Per head: each label (an empty set counts as the label "none") -> the rows that carry it.
+        # Per head: each label with at least two rows (a pair to learn from) -> those rows.
         self.pools: list[dict[int, list[int]]] = []
         for head_sets in sets.values():
-            pool: dict[int, list[int]] = {}
-            for row, labels in enumerate(head_sets):
-                for label in (labels if labels else ([-1] if labels is not None else [])):
-                    pool.setdefault(label, []).append(row)
-            pool = {label: rows for label, rows in pool.items() if len(rows) >= 2}
+            pool = {label: rows for label, rows in rows_by_label(head_sets).items() if len(rows) >= 2}
             if pool:
                 self.pools.append(pool)
         self.turn = 0
@@ -119,7 +115,7 @@ class BalancedBatches:
 
 
 def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: int, *, batch_size: int = 64,
-                      per_label: int = 4, learning_rate: float = 6e-5, temperature: float = 0.05,
+                      per_label: int = 4, learning_rate: float = 3e-5, temperature: float = 0.05,
                       warmup_ratio: float = 0.1, max_grad_norm: float = 1.0, seed: int = 13,
                       device: torch.device | None = None, progress: bool = True) -> list[float]:
     """Tune ``model.encoder`` for ``steps`` batches so that texts sharing labels embed together.

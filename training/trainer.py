@@ -162,8 +162,8 @@ class Trainer:
         return self.patience > 0 and state.bad_epochs >= self.patience
 
     def few_shot(self) -> bool:
-        """Whether this run takes the few-shot recipe: as configured, or under "auto" when the head
-        with the most labels has at most ``few_shot_max_per_label`` labelled rows per label."""
+        """Whether this run takes the few-shot recipe: as configured, or under "auto" when some head
+        has at most ``few_shot_max_per_label`` labelled rows per label (its rows over its labels)."""
         if self.config.recipe != "auto":
             return self.config.recipe == "few-shot"
         return min(self.rows_per_label().values()) <= self.config.few_shot_max_per_label
