@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # for annotations only: each command imports what it needs when it runs
-    from earshot.model import Head
-    from earshot.training import ColumnMapping, LoadedData
+    from earshot.model import EarshotModel, Head
+    from earshot.training import ColumnMapping, LoadedData, TrainingConfig
     from earshot.training.data import Example
     from earshot.training.taxonomy import Taxonomy
 
@@ -48,14 +48,10 @@ def _config_flag(parser: argparse.ArgumentParser, *flags: str, help: str = "", *
                         **options)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def add_training_flags(train: argparse.ArgumentParser) -> None:
+    """The flags of ``train`` (and ``retrain``): data, output, and every TrainingConfig field."""
     from earshot.model import EarshotConfig
 
-    parser = argparse.ArgumentParser(prog="earshot", description="Customer-feedback sentiment and pain points.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser("train", help="fine-tune a model on labelled feedback")
     train.add_argument("--data", type=Path, help="CSV, TSV, JSONL, Parquet or saved dataset folder (optional with "
                                                   "--taxonomy)")
     train.add_argument("--taxonomy", type=Path, help="YAML of each head's labels: name, one-line description, optional "
@@ -108,6 +104,15 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="leave out the data rows listed in this file's 'row' column (e.g. from `earshot audit`)")
     train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=argparse.SUPPRESS)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earshot", description="Customer-feedback sentiment and pain points.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a model on labelled feedback")
+    add_training_flags(train)
     add_column_flags(train)
     train.set_defaults(handler=_train)
 
@@ -180,7 +185,16 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=BACKEND_HELP)
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: 1)")
     serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or EARSHOT_API_KEY)")
+    serve.add_argument("--registry", type=Path, default=None,
+                       help="serve this registry's current version and swap to each promoted one")
+    serve.add_argument("--feedback-db", default=None,
+                       help="SQLite file or SQLAlchemy URL: queue unsure answers for review, take /corrections")
+    serve.add_argument("--retention-days", type=int, default=None, help="delete stored feedback older than this")
     serve.set_defaults(handler=_serve)
+
+    from earshot.loop.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -203,15 +217,27 @@ def _report_skipped(data: "LoadedData") -> None:
         logger.warning("skipped %d bad rows of %s:\n  %s%s", len(data.skipped), data.source, shown, more)
 
 
+def training_config(args: argparse.Namespace) -> "TrainingConfig":
+    """The TrainingConfig that the flags of ``add_training_flags`` set (the rest at its defaults)."""
+    from earshot.training import TrainingConfig
+
+    settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
+    return TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
+
+
 def _train(args: argparse.Namespace) -> None:
+    config = training_config(args)
+    fit(args, config, *training_data(args, config.seed))
+
+
+def fit(args: argparse.Namespace, config: "TrainingConfig", heads: list["Head"], train_examples: list["Example"],
+        validation_examples: list["Example"], provenance: dict[str, Any]) -> "EarshotModel":
+    """Train a fresh model on the base encoder and save it in ``config.output_dir``."""
     import torch
 
     from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
-    from earshot.training import Trainer, TrainingConfig
+    from earshot.training import Trainer
 
-    settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
-    config = TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
-    heads, train_examples, validation_examples, provenance = _training_data(args, config.seed)
     torch.manual_seed(config.seed)  # the heads' initial weights
     extra = {"max_length": args.max_length} if hasattr(args, "max_length") else {}
     model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, heads, label=args.label, **extra)
@@ -221,9 +247,10 @@ def _train(args: argparse.Namespace) -> None:
     result = Trainer(model, train_examples, validation_examples, config).train(resume=args.resume)
     logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; model %s in %s",
                 result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version, args.output)
+    return model
 
 
-def _training_data(args: argparse.Namespace, seed: int) -> tuple[list["Head"], list["Example"], list["Example"],
+def training_data(args: argparse.Namespace, seed: int) -> tuple[list["Head"], list["Example"], list["Example"],
                                                                    dict[str, Any]]:
     """Heads, training and validation examples, and the data's provenance, from --data and/or --taxonomy."""
     from earshot.training import read_examples, split_validation
@@ -434,12 +461,22 @@ def _serve(args: argparse.Namespace) -> None:
     import os
 
     env = dict(os.environ)
+    if args.model is not None and args.registry is not None:
+        raise ValueError("give --model or --registry, not both")
+    if args.registry is not None:
+        from earshot.loop.registry import Registry
+
+        Registry(args.registry).current_path()  # a clear error now rather than in the worker
+        env["EARSHOT_REGISTRY"] = str(args.registry.resolve())
+    if args.feedback_db is not None:
+        is_url = "://" in args.feedback_db
+        env["EARSHOT_FEEDBACK_DB"] = args.feedback_db if is_url else str(Path(args.feedback_db).resolve())
     if args.model is not None:
         if not (args.model / "config.json").is_file():
             raise FileNotFoundError(f"{args.model} is not a model folder: it has no config.json")
         env["EARSHOT_MODEL"] = str(args.model.resolve())
     for name, value in (("EARSHOT_DEVICE", args.device), ("EARSHOT_WORKERS", args.workers),
-                        ("EARSHOT_BACKEND", args.backend),
+                        ("EARSHOT_BACKEND", args.backend), ("EARSHOT_RETENTION_DAYS", args.retention_days),
                         ("EARSHOT_API_KEY", args.api_key)):
         if value is not None:
             env[name] = str(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 from typing import Any, Awaitable, Callable
@@ -11,6 +13,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+MOUNTED = frozenset({"/model", "/review"})
+# Browsers cannot send a bearer token when a person opens a page, so pages under these paths also
+# take HTTP Basic credentials (any user name, the API key as password) and ask for them; /corrections
+# too, so that the page's own posts get the realm the browser already holds credentials for.
+BROWSER_PATHS = ("/review", "/corrections")
 
 
 async def _json(send: Send, status: int, body: dict[str, Any], headers: list | None = None) -> None:
@@ -31,21 +38,25 @@ class GuardMiddleware:
     def __init__(self, app: Callable[..., Awaitable[None]], api_key: str | None, max_body_bytes: int) -> None:
         self.app = app
         self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.basic_password = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope.get("path") == "/model":
+        if scope.get("path") in MOUNTED:
             # BentoML mounts extra apps under a sub-path; answer /model itself rather than a 307 to /model/.
-            scope = {**scope, "path": "/model/", "raw_path": b"/model/"}
+            path = scope["path"] + "/"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         headers = dict(scope.get("headers") or [])
         if self.expected is not None and scope.get("path") not in OPEN_PATHS:
             given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            if not (hmac.compare_digest(given, self.expected) or self._basic_matches(given)):
+                browser = str(scope.get("path", "")).startswith(BROWSER_PATHS)
+                challenge = b'Basic realm="earshot", charset="UTF-8"' if browser else b"Bearer"
                 await _json(send, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'"},
-                            [(b"www-authenticate", b"Bearer")])
+                            [(b"www-authenticate", challenge)])
                 return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -57,6 +68,17 @@ class GuardMiddleware:
             if receive is None:
                 return
         await self.app(scope, receive, send)
+
+    def _basic_matches(self, given: bytes) -> bool:
+        """HTTP Basic credentials (what a browser sends after the password prompt) with the key as password."""
+        scheme, _, encoded = given.partition(b" ")
+        if scheme.lower() != b"basic" or self.basic_password is None:
+            return False
+        try:
+            _user, _, password = base64.b64decode(encoded, validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(password, self.basic_password)
 
     async def _buffered(self, receive: Receive, send: Send) -> Receive | None:
         """Read a body sent without Content-Length (chunked) up to the limit, then replay it.

@@ -6,7 +6,7 @@ when a model has other heads (a praise-point head, a taxonomy of its own).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class FeedbackItem(BaseModel):
@@ -18,6 +18,8 @@ class FeedbackItem(BaseModel):
 
     id: str | None = Field(default=None, max_length=200, description="caller's id, echoed in the answer")
     text: str = Field(description="the feedback text; cut to the model's token limit (see `truncated`)")
+    metadata: dict[str, str | int | float | bool | None] | None = Field(
+        default=None, description="kept with the item when it is queued for review (channel, customer tier, ...)")
 
     @field_validator("text")
     @classmethod
@@ -75,3 +77,29 @@ class ModelInfo(BaseModel):
     backend: str
     training: dict
     metrics: dict
+
+
+class CorrectionItem(BaseModel):
+    """The right labels for one text, named by its ``id`` (as sent to /classify) or its ``text``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "id": "ticket-4711", "labels": {"sentiment": "negative", "pain_points": ["Late Flight"]}}})
+
+    id: str | None = Field(default=None, max_length=200, description="the id the text was classified with")
+    text: str | None = Field(default=None, description="the text itself (needed when the id was never classified "
+                                                       "with a feedback store)")
+    labels: dict[str, str | list[str] | None] = Field(
+        description="one key per head: a label (single head, null = unknown) or a list (multi head, [] = none)")
+
+    @model_validator(mode="after")
+    def _named(self) -> "CorrectionItem":
+        if self.id is None and (self.text is None or not self.text.strip()):
+            raise ValueError("give the item's id or its text")
+        return self
+
+
+class CorrectionsStored(BaseModel):
+    """The corrections are committed to the feedback store when this answer is sent."""
+
+    stored: int
+    ids: list[int] = Field(description="the store's ids of the corrections, in request order")

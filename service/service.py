@@ -8,7 +8,9 @@ environment (``service/settings.py``) the first time it is asked for, not when t
 # No `from __future__ import annotations`: the classify annotations use `settings`, a closure variable
 # that BentoML and pydantic can only see if the annotations are evaluated where the class is defined.
 import logging
+import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -17,11 +19,17 @@ from bentoml.validators import ContentType
 from pydantic import Field
 from starlette.responses import JSONResponse
 
+from earshot.loop.capture import CaptureWriter
+from earshot.loop.corrections import check_labels
+from earshot.loop.registry import Registry
+from earshot.loop.store import Correction, FeedbackStore
 from earshot.model import EarshotModel, Prediction
 
 from . import redaction
 from .middleware import GuardMiddleware
-from .schemas import Classification, FeedbackItem, HeadAnswer, HeadInfo, ModelInfo
+from .review import review_app
+from .schemas import (Classification, CorrectionItem, CorrectionsStored, FeedbackItem, HeadAnswer, HeadInfo,
+                      ModelInfo)
 from .settings import Settings
 
 logger = logging.getLogger("earshot.service")
@@ -55,16 +63,56 @@ def build_service(settings: Settings) -> Any:
                             "request_content_type": True}},
     )
     @bentoml.asgi_app(model_info_app, path="/model")
+    @bentoml.asgi_app(review_app, path="/review")
     class Earshot:
         def __init__(self) -> None:
             if not settings.log_texts:
                 redaction.install()
             if settings.threads:
                 torch.set_num_threads(settings.threads)
-            self.model = EarshotModel.from_pretrained(settings.model, device=settings.device,
-                                                      backend=settings.backend)
-            logger.info("earshot model %s loaded (%s on %s): heads %s", self.model.version, self.model.backend,
-                        self.model.device, [head.name for head in self.model.config.heads])
+            self.registry = Registry(settings.registry) if settings.registry else None
+            self.model = self._load(self.registry.current_path() if self.registry else settings.model)
+            self.store = FeedbackStore.open(settings.feedback_db) if settings.feedback_db else None
+            self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
+            self._stop = threading.Event()
+            if self.registry is not None:
+                threading.Thread(target=self._follow_registry, name="earshot-registry", daemon=True).start()
+            if self.store is not None and settings.retention_days:
+                threading.Thread(target=self._purge_expired, name="earshot-retention", daemon=True).start()
+
+        def _load(self, folder: str | Path | None) -> EarshotModel:
+            model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
+            logger.info("earshot model %s loaded (%s on %s): heads %s", model.version, model.backend,
+                        model.device, [head.name for head in model.config.heads])
+            return model
+
+        def _follow_registry(self) -> None:
+            """Swap to the registry's current version when it moves: load first, then replace the
+            reference, so requests in flight finish on the old model and none is dropped."""
+            while not self._stop.wait(settings.reload_seconds):
+                version = self.registry.current()
+                if version is None or version == self.model.version:
+                    continue
+                try:
+                    self.model = self._load(self.registry.path(version))
+                except Exception:  # a broken version must not take the service down: keep serving the old one
+                    logger.exception("could not load version %s from %s; still serving %s", version,
+                                     self.registry.root, self.model.version)
+                    self._stop.wait(30)
+
+        def _purge_expired(self) -> None:
+            while True:
+                deleted = self.store.purge(older_than_days=settings.retention_days)
+                if any(deleted.values()):
+                    logger.info("retention %d days: deleted %s", settings.retention_days, deleted)
+                if self._stop.wait(3600):
+                    return
+
+        @bentoml.on_shutdown
+        def _close(self) -> None:
+            self._stop.set()
+            if self.capture is not None:
+                self.capture.close()
 
         def __is_ready__(self) -> bool:
             return getattr(self, "model", None) is not None
@@ -80,9 +128,42 @@ def build_service(settings: Settings) -> Any:
         def classify(self, items: Annotated[list[FeedbackItem], Field(min_length=1, max_length=settings.max_items)]
                      ) -> Annotated[list[Classification], ContentType("application/json")]:
             """Every head's answer for each item, in request order, with the answering model's version."""
-            predictions = self.model.predict([item.text for item in items])
-            return [_classification(item, prediction, self.model.version or "")
+            model = self.model  # one model for the whole batch, even if a promotion swaps it meanwhile
+            texts = [item.text for item in items]
+            predictions = model.predict(texts)
+            if self.capture is not None:
+                self.capture.offer(texts, predictions, model.version or "", [item.id for item in items],
+                                   {head.name: head.thresholds for head in model.config.heads},
+                                   [item.metadata for item in items])
+            return [_classification(item, prediction, model.version or "")
                     for item, prediction in zip(items, predictions)]
+
+        @bentoml.api(route="/corrections")
+        def corrections(self, items: Annotated[list[CorrectionItem], Field(min_length=1, max_length=settings.max_items)],
+                        reviewer: str | None = None, allow_new_labels: bool = False) -> CorrectionsStored:
+            """Store the right labels for texts (named by the id they were classified with, or the text).
+
+            Labels are checked against the served model's heads: an unknown label is a 400 that names
+            it, unless ``allow_new_labels`` is true. The answer is sent once the store has committed them.
+            """
+            if self.store is None:
+                raise bentoml.exceptions.NotFound(
+                    "no feedback store: start the service with --feedback-db PATH_OR_URL (EARSHOT_FEEDBACK_DB)")
+            heads = self.model.config.heads
+            records = []
+            for number, item in enumerate(items):
+                where = f"item {number}" + (f" (id {item.id!r})" if item.id is not None else "")
+                try:
+                    labels = check_labels(item.labels, heads, allow_new_labels=allow_new_labels, where=where)
+                except ValueError as error:
+                    raise bentoml.exceptions.InvalidArgument(str(error)) from None
+                text = item.text if item.text is not None else self.store.text_for_id(item.id)
+                if text is None:
+                    raise bentoml.exceptions.InvalidArgument(
+                        f"{where}: no text was classified with this id while the store was on; send the text too")
+                records.append(Correction(labels=labels, text=text, caller_id=item.id, reviewer=reviewer))
+            ids = self.store.add_corrections(records)
+            return CorrectionsStored(stored=len(ids), ids=ids)
 
         def info(self) -> ModelInfo:
             config = self.model.config

@@ -14,26 +14,52 @@
 | EARSHOT_GPU                 | 0                      | 1: ask the scheduler for one GPU (`resources`)       |
 | EARSHOT_API_KEY             | (none: open)           | when set, requests need `Authorization: Bearer KEY`  |
 | EARSHOT_LOG_TEXTS           | 0                      | 1: log request bodies (they hold personal data)      |
+| EARSHOT_REGISTRY            | (none)                 | serve the registry's current version; swap when promoted |
+| EARSHOT_RELOAD_SECONDS      | 2                      | how often the registry's `current` pointer is checked |
+| EARSHOT_FEEDBACK_DB         | (none: nothing stored) | SQLite file or SQLAlchemy URL of the feedback store  |
+| EARSHOT_RETENTION_DAYS      | (none: kept)           | delete stored feedback older than this (checked hourly) |
+| EARSHOT_CAPTURE_MARGIN      | 0.2                    | queue answers whose best label leads by less         |
+| EARSHOT_CAPTURE_CONFIDENCE  | 0.5                    | queue single-head answers less sure than this        |
+| EARSHOT_CAPTURE_SAMPLE      | 0.02                   | share of all answers queued at random (accuracy estimate) |
+| EARSHOT_CAPTURE_IDS         | 1                      | keep each answer sent with an id, so /corrections can name it by id |
+| EARSHOT_CAPTURE_DISAGREE    | sentiment=positive>pain_points,sentiment=negative>praise_points | heads that contradict each other |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
+from earshot.loop.capture import CapturePolicy, Disagreement
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = int, minimum: float = 1,
+            maximum: float = float("inf")) -> float:
     raw = env.get(name, "")
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
     if value < minimum:
         raise ValueError(f"{name}={value} must be at least {minimum}")
+    if value > maximum:
+        raise ValueError(f"{name}={value} must be at most {maximum}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_number(env, name, default))
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number from 0 to 1."""
+    return _number(env, name, default, float, 0.0, 1.0)
+
+
+DEFAULT_DISAGREEMENTS = "sentiment=positive>pain_points,sentiment=negative>praise_points"
 
 
 @dataclass(frozen=True)
@@ -50,6 +76,11 @@ class Settings:
     gpu: bool
     api_key: str | None
     log_texts: bool
+    registry: str | None = None
+    reload_seconds: int = 2
+    feedback_db: str | None = None
+    retention_days: int | None = None
+    capture: CapturePolicy = field(default_factory=CapturePolicy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -74,4 +105,15 @@ class Settings:
             gpu=env.get("EARSHOT_GPU", "0") == "1",
             api_key=env.get("EARSHOT_API_KEY") or None,
             log_texts=env.get("EARSHOT_LOG_TEXTS", "0") == "1",
+            registry=env.get("EARSHOT_REGISTRY") or None,
+            reload_seconds=_int(env, "EARSHOT_RELOAD_SECONDS", 2),
+            feedback_db=env.get("EARSHOT_FEEDBACK_DB") or None,
+            retention_days=_int(env, "EARSHOT_RETENTION_DAYS", 0) if env.get("EARSHOT_RETENTION_DAYS") else None,
+            capture=CapturePolicy(
+                margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),
+                confidence_below=_share(env, "EARSHOT_CAPTURE_CONFIDENCE", 0.5),
+                sample_rate=_share(env, "EARSHOT_CAPTURE_SAMPLE", 0.02),
+                keep_answered_ids=env.get("EARSHOT_CAPTURE_IDS", "1") != "0",
+                disagreements=tuple(Disagreement.parse(rule) for rule in env.get(
+                    "EARSHOT_CAPTURE_DISAGREE", DEFAULT_DISAGREEMENTS).split(",") if rule.strip())),
         )

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from test_service import _clean_env, _free_port, _stop
+from servers import clean_env, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ print(json.dumps({{"backend": service.model.backend, "heads": sorted(answer[0].h
 
 @pytest.mark.integration
 def test_make_bento_then_the_bento_serves_int8_onnx_from_its_wheel(tmp_path: Path) -> None:
-    env = _clean_env(BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1")
+    env = clean_env(BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1")
     built = subprocess.run(["make", "-C", str(ROOT), "bento"], env=env, capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]
     tag = re.search(r'Successfully built Bento\(tag="([^"]+)"\)', built.stdout + built.stderr).group(1)
@@ -116,7 +116,7 @@ def test_make_bento_then_the_bento_serves_int8_onnx_from_its_wheel(tmp_path: Pat
         assert (run.returncode == 0) == works, name
     export = site / "earshot" / "model" / "default" / "onnx"
     before = {p.name: p.stat().st_mtime_ns for p in export.iterdir()}
-    port = _free_port()
+    port = free_port()
     # PYTHONPATH first: earshot is imported from the bento's wheel, not from this checkout
     process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
                                env={**env, "PYTHONPATH": str(site)}, cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -138,5 +138,5 @@ def test_make_bento_then_the_bento_serves_int8_onnx_from_its_wheel(tmp_path: Pat
         assert answer.json()[0]["heads"]["pain_points"]["labels"][0]["label"] == "Lost Luggage"
         assert answer.json()[0]["model_version"] == info["version"]
     finally:
-        _stop(process)
+        stop(process)
     assert {p.name: p.stat().st_mtime_ns for p in export.iterdir()} == before  # served the shipped export

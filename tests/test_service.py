@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from conftest import tiny_heads
+from servers import clean_env, free_port, start_server, stop
 from earshot.model import DEFAULT_MODEL_DIR, EarshotModel, Head, version_id
 from earshot.service.middleware import GuardMiddleware
 from earshot.service.redaction import RedactValidationErrors
@@ -167,55 +163,28 @@ def test_settings_reject_bad_values() -> None:
         Settings.from_env({"EARSHOT_MAX_BATCH_SIZE": "many"})
     with pytest.raises(ValueError, match=r"EARSHOT_WORKERS=0 must be at least 1"):
         Settings.from_env({"EARSHOT_WORKERS": "0"})
+    with pytest.raises(ValueError, match=r"EARSHOT_CAPTURE_SAMPLE=1.5 must be at most 1.0"):
+        Settings.from_env({"EARSHOT_CAPTURE_SAMPLE": "1.5"})
+    with pytest.raises(ValueError, match=r"EARSHOT_CAPTURE_MARGIN='wide' is not a number"):
+        Settings.from_env({"EARSHOT_CAPTURE_MARGIN": "wide"})
+    with pytest.raises(ValueError, match=r"disagreement rule 'sentiment>pain_points': expected HEAD=LABEL>OTHER_HEAD"):
+        Settings.from_env({"EARSHOT_CAPTURE_DISAGREE": "sentiment>pain_points"})
+    settings = Settings.from_env({"EARSHOT_CAPTURE_SAMPLE": "0.5", "EARSHOT_CAPTURE_DISAGREE": "a=b>c",
+                                  "EARSHOT_RETENTION_DAYS": "30"})
+    assert (settings.capture.sample_rate, [str(r) for r in settings.capture.disagreements],
+            settings.retention_days) == (0.5, ["a=b>c"], 30)
 
 
 # ------------------------------------------------------------------ layer 3: a real bentoml serve
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without EARSHOT_* settings (the tiny-model fixture sets some)."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, **extra}
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a server started in its own session, and everything it started."""
-    try:
-        os.killpg(process.pid, 15)
-    except ProcessLookupError:
-        pass  # it had already exited; its exit was reported where it happened
-    process.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """`earshot serve` on the default model, with an API key, in a process of its own."""
-    port, key = _free_port(), "integration-key"
-    env = _clean_env(EARSHOT_API_KEY=key, PYTHONUNBUFFERED="1")
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"earshot-serve-{port}.log", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "earshot.cli", "serve", "--port", str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    port, key = free_port(), "integration-key"
+    process, log = start_server([], clean_env(EARSHOT_API_KEY=key), port)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"earshot serve exited with {process.returncode}:\n{log.read()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("earshot serve did not become ready in 180 s")
-        yield base, {"Authorization": f"Bearer {key}"}, log
+        yield f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}, log
     finally:
-        _stop(process)
+        stop(process)
         log.close()
 
 
