@@ -62,7 +62,7 @@ def test_answers_are_queued_and_corrections_checked(loop_server) -> None:
                                                          for i, t in enumerate(TEXTS)]}).json()
         assert [a["id"] for a in answers] == [f"t{i}" for i in range(len(TEXTS))]
         deadline = time.monotonic() + 20
-        while (queue := http.get("/review/queue?limit=50").json()["items"]) and len(queue) < len(TEXTS):
+        while len(queue := http.get("/review/queue?limit=50").json()["items"]) < len(TEXTS):
             assert time.monotonic() < deadline, "the capture writer did not store the answers"
             time.sleep(0.2)
         assert sorted(item["text"] for item in queue) == sorted(TEXTS)

@@ -137,7 +137,7 @@ def _retrain(args: argparse.Namespace) -> None:
 
     from .corrections import merge_corrections, split_corrections
     from .registry import Registry
-    from .store import FeedbackStore, unique_corrections
+    from .store import FeedbackStore, text_hash, unique_corrections
 
     config = training_config(args)
     heads, train_examples, validation_examples, provenance = training_data(args, config.seed)
@@ -146,8 +146,8 @@ def _retrain(args: argparse.Namespace) -> None:
     relevant = [c for c in train_corrections if any(h.name in c.labels for h in heads)]
     base_rows = len(train_examples)
     train_examples, heads, changed = merge_corrections(train_examples, relevant, heads)
-    held_out = {_key(c.text) for c in holdout}
-    validation_examples = [e for e in validation_examples if _key(e.text) not in held_out]
+    held_out = {text_hash(c.text) for c in holdout}
+    validation_examples = [e for e in validation_examples if text_hash(e.text) not in held_out]
     provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
     logger.info("retrain: %d base rows, %d corrections (%d of them change a base row's labels), %d held out; "
                 "%d training rows after removing duplicates", base_rows, len(relevant), changed, len(holdout),
@@ -157,12 +157,6 @@ def _retrain(args: argparse.Namespace) -> None:
         version = Registry(args.registry).add(args.output)
         logger.info("candidate %s added to %s; compare it, then `earshot promote %s --registry %s`", version,
                     args.registry, version, args.registry)
-
-
-def _key(text: str) -> str:
-    from .store import text_hash
-
-    return text_hash(text)
 
 
 # ------------------------------------------------------------------------------------ compare, promote
