@@ -7,6 +7,8 @@ server:
 
 1. ``earshot train`` on the labelled rows; ``earshot promote --force`` into a fresh registry.
 2. ``earshot serve --registry --feedback-db``, and the stream through ``POST /classify``.
+   The service's capture rule ``EARSHOT_CAPTURE_TOP`` is set to ``--answers`` / ``--stream`` (times
+   ``--pool``): a team sizes its queue to the reviews it can do.
 3. A scripted reviewer answers ``--answers`` items with their gold labels through ``POST /corrections``:
    ``queue``: the first items of ``GET /review/queue``; ``random``: items drawn at random from the
    stream (corrected by the id they were classified with).
@@ -27,6 +29,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,10 +76,11 @@ def free_port() -> int:
 class Server:
     """``earshot serve`` in its own process group, ready when /readyz says so."""
 
-    def __init__(self, registry: Path, store: Path, log: Path) -> None:
+    def __init__(self, registry: Path, store: Path, log: Path, top_share: float) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, "EARSHOT_RELOAD_SECONDS": "1"}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, "EARSHOT_RELOAD_SECONDS": "1",
+               "EARSHOT_CAPTURE_TOP": str(top_share)}
         self.log = open(log, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "earshot.cli", "serve", "--registry", str(registry), "--feedback-db", str(store),
@@ -129,11 +133,14 @@ def settled_counts(client: httpx.Client) -> dict[str, int]:
 
 
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
-                 gold: dict[str, str], answers: int, before_version: str, log: Path) -> dict[str, Any]:
+                 gold: dict[str, str], answers: int, pool: float, before_version: str, log: Path) -> dict[str, Any]:
     timings: dict[str, float] = {}
     registry, store = work / "registry", work / f"feedback-{strategy}.db"
+    for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+        leftover.unlink(missing_ok=True)  # a rerun in the same --work starts from an empty store
     started = time.monotonic()
-    server = Server(registry, store, log)
+    top_share = round(min(1.0, pool * answers / len(stream)), 4)
+    server = Server(registry, store, log, top_share)
     timings["serve_ready"] = time.monotonic() - started
     try:
         with httpx.Client(base_url=server.base) as client:
@@ -159,6 +166,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
                           != gold[item["text"]]) if strategy == "queue" else None
 
             candidate = work / f"candidate-{strategy}"
+            shutil.rmtree(candidate, ignore_errors=True)
             started = time.monotonic()
             earshot("retrain", "--data", str(files["train"]), "--validation", str(files["dev"]), "--feedback-db",
                     str(store), "--head", f"{HEAD}:single:category", "--output", str(candidate), "--registry",
@@ -178,6 +186,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
         server.stop()
     accuracy = report["heads"][HEAD]["accuracy"]
     return {"strategy": strategy, "seed": seed, "answers": len(chosen), "queue_waiting": counts["waiting"],
+            "capture_top_share": top_share,
             "stream": len(stream), "queue_reasons": dict(reasons), "queue_model_wrong": changed,
             "before": round(accuracy["current"], 4), "after": round(accuracy["candidate"], 4),
             "delta": round(accuracy["delta"], 4), "interval": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
@@ -214,6 +223,8 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=10)
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--answers", type=int, default=500)
+    parser.add_argument("--pool", type=float, default=1.0,
+                        help="the capture's top share is this many times --answers / --stream")
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--dev-fraction", type=float, default=0.05)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -237,14 +248,18 @@ def main() -> None:
         files = {"train": write_rows(labelled, work / "train.csv"), "dev": write_rows(dev, work / "dev.csv"),
                  "test": write_rows(test, work / "test.csv")}
         started = time.monotonic()
-        earshot("train", "--data", str(files["train"]), "--validation", str(files["dev"]), "--head",
-                f"{HEAD}:single:category", "--output", str(work / "initial"), "--seed", str(seed), "--no-progress",
-                log=log)
+        # Training is deterministic: a rerun in the same --work reuses the first model of this seed.
+        if not (work / "initial" / "model.safetensors").is_file():
+            earshot("train", "--data", str(files["train"]), "--validation", str(files["dev"]), "--head",
+                    f"{HEAD}:single:category", "--output", str(work / "initial"), "--seed", str(seed), "--no-progress",
+                    log=log)
         train_seconds = time.monotonic() - started
+        shutil.rmtree(work / "registry", ignore_errors=True)
         earshot("promote", str(work / "initial"), "--registry", str(work / "registry"), "--force", log=log)
         before_version = (work / "registry" / "current").read_text().strip()
         for strategy in args.strategy:
-            result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, before_version, log)
+            result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, args.pool, before_version,
+                                  log)
             result["seconds"]["initial_train"] = round(train_seconds, 1)
             result["labelled_rows"] = len(labelled)
             print(json.dumps(result), flush=True)

@@ -14,12 +14,14 @@
 | EARSHOT_GPU                 | 0                      | 1: ask the scheduler for one GPU (`resources`)       |
 | EARSHOT_API_KEY             | (none: open)           | when set, requests need `Authorization: Bearer KEY`  |
 | EARSHOT_LOG_TEXTS           | 0                      | 1: log request bodies (they hold personal data)      |
+| EARSHOT_TRACING             | 0                      | 1: OpenTelemetry spans for each request (BentoML's tracing settings) |
 | EARSHOT_REGISTRY            | (none)                 | serve the registry's current version; swap when promoted |
 | EARSHOT_RELOAD_SECONDS      | 2                      | how often the registry's `current` pointer is checked |
 | EARSHOT_FEEDBACK_DB         | (none: nothing stored) | SQLite file or SQLAlchemy URL of the feedback store  |
 | EARSHOT_RETENTION_DAYS      | (none: kept)           | delete stored feedback older than this (checked hourly) |
 | EARSHOT_CAPTURE_MARGIN      | 0.2                    | queue answers whose best label leads by less         |
 | EARSHOT_CAPTURE_CONFIDENCE  | 0.5                    | queue single-head answers less sure than this        |
+| EARSHOT_CAPTURE_TOP         | 0.05                   | queue answers among this most uncertain share of the last 2,000 |
 | EARSHOT_CAPTURE_SAMPLE      | 0.02                   | share of all answers queued at random (accuracy estimate) |
 | EARSHOT_CAPTURE_IDS         | 1                      | keep each answer sent with an id, so /corrections can name it by id |
 | EARSHOT_CAPTURE_DISAGREE    | sentiment=positive>pain_points,sentiment=negative>praise_points | heads that contradict each other |
@@ -76,6 +78,9 @@ class Settings:
     gpu: bool
     api_key: str | None
     log_texts: bool
+    # OpenTelemetry's middleware costs about a fifth of the server's CPU per request even when no span
+    # is sampled (benchmarks/request_cpu.py); it is skipped unless asked for.
+    tracing: bool = False
     registry: str | None = None
     reload_seconds: int = 2
     feedback_db: str | None = None
@@ -105,6 +110,7 @@ class Settings:
             gpu=env.get("EARSHOT_GPU", "0") == "1",
             api_key=env.get("EARSHOT_API_KEY") or None,
             log_texts=env.get("EARSHOT_LOG_TEXTS", "0") == "1",
+            tracing=env.get("EARSHOT_TRACING", "0") == "1",
             registry=env.get("EARSHOT_REGISTRY") or None,
             reload_seconds=_int(env, "EARSHOT_RELOAD_SECONDS", 2),
             feedback_db=env.get("EARSHOT_FEEDBACK_DB") or None,
@@ -112,6 +118,7 @@ class Settings:
             capture=CapturePolicy(
                 margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),
                 confidence_below=_share(env, "EARSHOT_CAPTURE_CONFIDENCE", 0.5),
+                top_share=_share(env, "EARSHOT_CAPTURE_TOP", 0.05),
                 sample_rate=_share(env, "EARSHOT_CAPTURE_SAMPLE", 0.02),
                 keep_answered_ids=env.get("EARSHOT_CAPTURE_IDS", "1") != "0",
                 disagreements=tuple(Disagreement.parse(rule) for rule in env.get(

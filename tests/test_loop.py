@@ -160,6 +160,24 @@ def test_policy_names_each_reason() -> None:
     assert policy.uncertainty(SURE_NEGATIVE, THRESHOLDS) < policy.uncertainty(NEAR_THRESHOLD, THRESHOLDS)
 
 
+def test_top_share_follows_the_traffic_not_a_fixed_margin() -> None:
+    """A sharp model never falls under the fixed margin; the top rule still queues its least sure tenth."""
+    policy = CapturePolicy(margin_below=0.0, confidence_below=0.0, sample_rate=0.0, top_share=0.1, window=500,
+                           warmup=50)
+    leads = [0.6 + 0.39 * ((i * 7919) % 1000) / 1000 for i in range(2000)]  # margins 0.6 to 0.99
+    answers = [prediction({"negative": (1 + lead) / 2, "neutral": (1 - lead) / 2, "positive": 0.0},
+                          {"billing": 0.0, "late": 1.0, "lost_item": 0.0, "rude_staff": 0.0}) for lead in leads]
+    tagged = [i for i, answer in enumerate(answers) if policy.reasons(answer, THRESHOLDS) == ["top"]]
+    assert 150 < len(tagged) < 250  # a tenth of 2,000
+    assert min(tagged) >= 50  # nothing before the warm-up
+    # The tagged ones are the least sure: the highest tagged lead is below the traffic's 15th percentile.
+    assert max(leads[i] for i in tagged) < sorted(leads)[300]
+    with pytest.raises(ValueError, match="top_share must be between 0 and 1, got 2"):
+        CapturePolicy(top_share=2)
+    with pytest.raises(ValueError, match="warmup from 0 to the window, got window=10, warmup=20"):
+        CapturePolicy(window=10, warmup=20)
+
+
 def test_random_sample_share_and_rule_errors() -> None:
     policy = CapturePolicy(sample_rate=0.1, seed=3)
     sampled = sum("sample" in policy.reasons(SURE_NEGATIVE, THRESHOLDS) for _ in range(5000))

@@ -3,7 +3,9 @@
 ``CapturePolicy.reasons`` looks at one prediction: a single head whose best label barely beats the
 next (low margin) or is unsure (low confidence), a multi head with a label close to its threshold,
 heads that contradict each other (a rule such as ``sentiment=positive>pain_points``: positive
-sentiment yet a pain point), or the random sample that lets the queue estimate accuracy on all traffic.
+sentiment yet a pain point), an answer among the most uncertain share of recent traffic (a rule that
+follows the model: a sharp model rarely falls under a fixed margin, a new taxonomy often does), or the
+random sample that lets the queue estimate accuracy on all traffic.
 
 ``CaptureWriter`` takes the items from the request path into an in-memory queue and writes them to
 the store from its own thread, in batches. A full queue drops items (counted and logged) instead of
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import bisect
+import collections
 import random
 import threading
 from dataclasses import dataclass, field
@@ -62,24 +66,35 @@ class CapturePolicy:
 
     ``margin_below``: a single head's best probability minus the second best under this, or a multi
     head's label within half of it of its threshold. ``confidence_below``: a single head's best
-    probability under this. ``sample_rate``: the share of all answers queued at random.
+    probability under this. ``top_share``: queue an answer whose uncertainty is among the highest
+    ``top_share`` of the last ``window`` answers (once ``warmup`` have been seen), so the queue keeps
+    offering the answers most worth a person's time whatever the model's calibration: set it to the
+    share of traffic the team can review. ``sample_rate``: the share of all answers queued at random.
     """
 
     margin_below: float = 0.2
     confidence_below: float = 0.5
+    top_share: float = 0.05
+    window: int = 2000
+    warmup: int = 100
     sample_rate: float = 0.02
     disagreements: tuple[Disagreement, ...] = ()
     # Keep the text of every answer sent with an id, so that /corrections can name it by id alone.
     keep_answered_ids: bool = True
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False, compare=False)
+    _recent: "_RecentUncertainty" = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("margin_below", "confidence_below", "sample_rate"):
+        for name in ("margin_below", "confidence_below", "top_share", "sample_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"capture {name} must be between 0 and 1, got {value}")
+        if self.window < 1 or not 0 <= self.warmup <= self.window:
+            raise ValueError(f"capture window must be at least 1 and warmup from 0 to the window, got "
+                             f"window={self.window}, warmup={self.warmup}")
         object.__setattr__(self, "_random", random.Random(self.seed))
+        object.__setattr__(self, "_recent", _RecentUncertainty(self.window))
 
     def uncertainty(self, prediction: Prediction, thresholds: Thresholds) -> float:
         """0 (sure) to 1 (a coin toss), the least sure head's: what orders the review queue.
@@ -98,7 +113,8 @@ class CapturePolicy:
 
     def reasons(self, prediction: Prediction, thresholds: Thresholds) -> list[str]:
         """Why ``prediction`` needs a person (empty: it does not): ``margin:HEAD``,
-        ``confidence:HEAD``, ``disagree:RULE`` or ``sample``."""
+        ``confidence:HEAD``, ``disagree:RULE``, ``top`` (among the most uncertain ``top_share``) or
+        ``sample``. Each call counts the answer into the recent traffic that ``top`` ranks against."""
         found = []
         for name, head in prediction.heads.items():
             scores = sorted(head.scores.values(), reverse=True)
@@ -110,9 +126,33 @@ class CapturePolicy:
             elif _distance_to_threshold(head, thresholds.get(name, {})) < self.margin_below / 2:
                 found.append(f"margin:{name}")
         found += [f"disagree:{rule}" for rule in self.disagreements if rule.holds(prediction)]
+        if self.top_share and self._recent.add_and_rank(self.uncertainty(prediction, thresholds),
+                                                        self.warmup) < self.top_share:
+            found.append("top")
         if self.sample_rate and self._random.random() < self.sample_rate:
             found.append("sample")
         return found
+
+
+class _RecentUncertainty:
+    """The uncertainties of the last ``size`` answers, kept sorted, to rank a new one against them."""
+
+    def __init__(self, size: int) -> None:
+        self._order: collections.deque[float] = collections.deque(maxlen=size)
+        self._sorted: list[float] = []
+        self._lock = threading.Lock()  # BentoML may call the policy from several threads at once
+
+    def add_and_rank(self, value: float, warmup: int) -> float:
+        """The share of recent answers more uncertain than ``value`` (then ``value`` joins them); 1.0
+        until ``warmup`` answers have been seen, so the first few never all count as the top."""
+        with self._lock:
+            seen = len(self._sorted)
+            above = seen - bisect.bisect_right(self._sorted, value)
+            if seen == self._order.maxlen:
+                del self._sorted[bisect.bisect_left(self._sorted, self._order[0])]
+            self._order.append(value)
+            bisect.insort(self._sorted, value)
+        return above / seen if seen >= max(warmup, 1) else 1.0
 
 
 def _distance_to_threshold(head: HeadPrediction, thresholds: dict[str, float]) -> float:
