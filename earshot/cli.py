@@ -18,8 +18,8 @@ logger = logging.getLogger("earshot")
 
 BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "auto"]
 BACKEND_HELP = ("torch (CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside the model on "
-                "first use (see `earshot export`); auto: onnx-int8 on the CPU, torch on a GPU. "
-                "Default: torch, except `serve`: auto")
+                "first use (see `earshot export`); auto (the default, as the service uses): onnx-int8 on the CPU, torch on "
+                "a GPU, so that batch scores equal the API's")
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,13 @@ def add_training_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--max-length", type=int, default=argparse.SUPPRESS,
                        help="tokens per text; longer texts are cut (default: the model config's, "
                             f"{EarshotConfig.__dataclass_fields__['max_length'].default})")
+    add_config_flags(train)
+    train.add_argument("--exclude", type=Path, default=None,
+                       help="leave out the data rows listed in this file's 'row' column (e.g. from `earshot audit`)")
+
+
+def add_config_flags(train: argparse.ArgumentParser) -> None:
+    """Every TrainingConfig field as a flag, and the flags of any training run (resume, label, progress)."""
     _config_flag(train, "--recipe", choices=["auto", "fine-tune", "few-shot"],
                  help="few-shot: a contrastive stage on the encoder and heads fitted on its embeddings before "
                       "fine-tuning; auto: few-shot when some head has few labelled rows per label")
@@ -100,8 +107,6 @@ def add_training_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     _config_flag(train, "--keep-checkpoints", action="store_const", const=True)
     train.add_argument("--label", default="", help="a human name for this model version, shown beside its id")
-    train.add_argument("--exclude", type=Path, default=None,
-                       help="leave out the data rows listed in this file's 'row' column (e.g. from `earshot audit`)")
     train.add_argument("--data-licence", default="", help="licence of the training data, for the model card")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=argparse.SUPPRESS)
 
@@ -123,7 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-model-card", action="store_true", help="do not update the model folder's README.md")
     evaluate.add_argument("--batch-size", type=int, default=None)
     evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help=BACKEND_HELP)
     add_column_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -135,7 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--chunk-size", type=int, default=4096, help="rows read, scored and written at a time")
     score.add_argument("--batch-size", type=int, default=None, help="texts per forward pass")
     score.add_argument("--device", default=None)
-    score.add_argument("--backend", choices=BACKEND_CHOICES, default="torch", help=BACKEND_HELP)
+    score.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help=BACKEND_HELP)
     score.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="local: this process; ray: Ray Data actors (local Ray or --ray-address)")
     score.add_argument("--ray-address", default=None, help="an existing Ray cluster, e.g. ray://head:10001 or auto")
@@ -192,8 +197,10 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--retention-days", type=int, default=None, help="delete stored feedback older than this")
     serve.set_defaults(handler=_serve)
 
+    from earshot.distill_command import add_command as add_distill
     from earshot.loop.commands import add_commands
 
+    add_distill(commands)
     add_commands(commands)
     return parser
 

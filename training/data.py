@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import pandas as pd
 
 from earshot.model.heads import MULTI, SINGLE, Head, check_name_and_kind
 from earshot.tables import TEXT_FORMATS, read_table, table_format
+
+logger = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -207,6 +210,36 @@ def read_examples(path: str | Path, mapping: ColumnMapping, *, skip_bad_rows: bo
     if not result.examples:
         raise DataError(f"{source}: no usable rows" + (f" ({len(result.skipped)} skipped)" if result.skipped else ""))
     return result
+
+
+def read_texts(path: str | Path, text_column: str, *, skip_bad_rows: bool = False) -> list[Example]:
+    """Unlabelled rows: each text of ``text_column`` as an Example without labels.
+
+    An empty or non-text cell is an error naming its row (or, with ``skip_bad_rows``, left out and counted).
+
+    Example:
+        >>> read_texts("tweets.csv", "text")[0].labels
+        {}
+    """
+    table = load_table(path)
+    if text_column not in table.columns:
+        raise DataError(f"{path}: no text column {text_column!r}. Found columns: {[str(c) for c in table.columns]}. "
+                        "Pass --text-column NAME to use another column.")
+    examples, skipped = [], 0
+    for index, text in enumerate(table[text_column].tolist()):
+        if isinstance(text, str) and text.strip():
+            examples.append(Example(text=text, labels={}, row=index + 1))
+        elif skip_bad_rows:
+            skipped += 1
+        else:
+            problem = "empty text" if isinstance(text, str) or _missing(text) else f"text is {type(text).__name__}"
+            raise DataError(f"{path}: row {index + 1}, column {text_column!r}: {problem}. Fix the row, or pass "
+                            "--skip-bad-rows to leave such rows out.")
+    if skipped:
+        logger.warning("%s: skipped %d rows without text", path, skipped)
+    if not examples:
+        raise DataError(f"{path}: no rows with text in column {text_column!r}")
+    return examples
 
 
 class _RowError(Exception):

@@ -285,15 +285,19 @@ class Trainer:
               losses: dict[str, nn.Module]) -> torch.Tensor:
         loss = outputs["embedding"].new_zeros((), dtype=torch.float32)
         for head in self.model.config.heads:
-            logits, gold = outputs[head.name].float(), targets[head.name][batch].to(self.device)
-            if head.kind == SINGLE:
-                if (gold >= 0).any():  # a batch of rows without this label trains only the other heads
-                    loss = loss + losses[head.name](logits, gold)
-                continue
-            loss = loss + self.config.multi_label_loss_weight * losses[head.name](logits, gold)
-            if self.config.ranking_loss_weight > 0:
-                loss = loss + self.config.ranking_loss_weight * ranking_loss(logits, gold)
+            loss = loss + self._head_loss(head, outputs[head.name].float(), targets[head.name][batch].to(self.device),
+                                          losses[head.name])
         return loss
+
+    def _head_loss(self, head: Head, logits: torch.Tensor, gold: torch.Tensor, loss: nn.Module) -> torch.Tensor:
+        """One head's loss on its gold labels (``head_targets`` rows)."""
+        if head.kind == SINGLE:
+            # A batch of rows without this head's label trains only the other heads.
+            return loss(logits, gold) if (gold >= 0).any() else logits.new_zeros(())
+        value = self.config.multi_label_loss_weight * loss(logits, gold)
+        if self.config.ranking_loss_weight > 0:
+            value = value + self.config.ranking_loss_weight * ranking_loss(logits, gold)
+        return value
 
     def _batches(self, ids: Sequence[Sequence[int]], epoch: int) -> list[list[int]]:
         """This epoch's batches: a seeded shuffle, length-sorted within windows, batches shuffled.

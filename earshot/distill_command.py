@@ -1,0 +1,98 @@
+"""``earshot distill``: a student model trained on a teacher's answers (training/distill.py).
+
+Example:
+    earshot distill --teacher runs/mpnet --data train.csv --sentiment-column airline_sentiment \\
+        --pain-points-column negativereason --unlabelled more-tweets.csv --student-layers 3 --output runs/fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("earshot")
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    from earshot.cli import add_column_flags, add_config_flags
+    from earshot.training.distill import DistillationConfig
+
+    distill = commands.add_parser("distill", help="train a smaller or faster student on a teacher model's answers")
+    distill.add_argument("--teacher", required=True, type=Path, help="the teacher's model folder")
+    distill.add_argument("--data", required=True, type=Path, help="labelled rows (their texts are labelled by the "
+                                                                  "teacher too; their gold labels count as well)")
+    distill.add_argument("--unlabelled", type=Path, nargs="+", default=[], metavar="FILE",
+                         help="more texts (--text-column), labelled by the teacher alone")
+    distill.add_argument("--validation", type=Path, help="validation file (default: a stratified split of --data)")
+    distill.add_argument("--validation-fraction", type=float, default=0.1)
+    distill.add_argument("--output", required=True, type=Path, help="the student's model folder")
+    student = distill.add_mutually_exclusive_group()
+    student.add_argument("--student-base", default=None,
+                         help="hub id or local folder of the student's encoder (default: all-MiniLM-L6-v2)")
+    student.add_argument("--student-layers", type=int, default=None, metavar="N",
+                         help="the student is the teacher's first N layers, with its tokenizer and heads")
+    defaults = DistillationConfig()
+    distill.add_argument("--temperature", type=float, default=None,
+                         help=f"softens the teacher's answers (default: {defaults.temperature})")
+    distill.add_argument("--gold-weight", type=float, default=None,
+                         help=f"share of the loss from gold labels, on rows that have them (default: {defaults.gold_weight})")
+    add_config_flags(distill)
+    add_column_flags(distill)
+    distill.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from earshot.cli import column_mapping, training_config
+    from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
+    from earshot.training import read_examples, split_validation
+    from earshot.training.data import DataError, read_texts
+    from earshot.training.distill import DistillationConfig, DistillationTrainer, load_teacher, student_from_layers
+    from earshot.training.provenance import data_provenance
+
+    config = training_config(args)
+    distillation = DistillationConfig(**{name: value for name, value in (
+        ("temperature", args.temperature), ("gold_weight", args.gold_weight)) if value is not None})
+    teacher = load_teacher(args.teacher, device=config.device)
+    mapping = column_mapping(args)
+    unmapped = sorted({h.name for h in teacher.config.heads} - {h.name for h in mapping.heads})
+    if unmapped:
+        raise DataError(f"the teacher has heads {[h.name for h in teacher.config.heads]}; map a column of --data to "
+                        f"each (missing: {unmapped}) with --sentiment-column, --pain-points-column or "
+                        "--head NAME:KIND:COLUMN")
+    known = {head.name: head.labels for head in teacher.config.heads}
+    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
+    if args.validation is not None:
+        train_examples = data.examples
+        validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
+        validation_examples = validation.examples
+    else:
+        train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, config.seed)
+    unlabelled = [example for path in args.unlabelled
+                  for example in read_texts(path, args.text_column, skip_bad_rows=args.skip_bad_rows)]
+
+    torch.manual_seed(config.seed)  # a fresh student's heads
+    if args.student_layers is not None:
+        student = student_from_layers(teacher, args.student_layers)
+        student.config.base_model = f"{teacher.config.base_model} (first {args.student_layers} layers)"
+    else:
+        student = EarshotModel.from_base(args.student_base or DEFAULT_BASE_MODEL, teacher.config.heads,
+                                         max_length=teacher.config.max_length)
+    student.config.label = args.label
+    student.config.provenance = {
+        **data_provenance(args.data, mapping, data, len(train_examples), len(validation_examples),
+                          validation_path=args.validation, licence=args.data_licence),
+        "distilled_from": {"teacher": teacher.version, "teacher_base_model": teacher.config.base_model,
+                           "teacher_label": teacher.config.label, "unlabelled_files": [p.name for p in args.unlabelled],
+                           "unlabelled_rows": len(unlabelled), "temperature": distillation.temperature,
+                           "gold_weight": distillation.gold_weight, "student_layers": args.student_layers},
+    }
+    logger.info("distilling %s into %s: %d labelled and %d unlabelled rows, validating on %d", teacher.version,
+                student.config.base_model, len(train_examples), len(unlabelled), len(validation_examples))
+    trainer = DistillationTrainer(student, teacher, [*train_examples, *unlabelled], validation_examples, config,
+                                  distillation)
+    result = trainer.train(resume=args.resume)
+    logger.info("done in %.0f s: best epoch %d of %d, validation score %.4f; student %s in %s", result.seconds,
+                result.best_epoch, result.epochs_run, result.best_score, student.version, args.output)

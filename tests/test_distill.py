@@ -1,0 +1,173 @@
+"""Distillation on the tiny model: the student moves toward its teacher, resumes to the same weights, and
+bad layer counts, heads and data are refused by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from earshot.cli import main
+from earshot.model import EarshotModel
+from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
+from earshot.training.data import DataError, read_texts
+from earshot.training.distill import DistillationConfig, DistillationTrainer, soften, student_from_layers
+
+MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
+                               HeadColumn("pain_points", "multi", "pain_points")))
+
+
+def _config(out: Path, **overrides) -> TrainingConfig:
+    settings = dict(output_dir=str(out), recipe="fine-tune", epochs=3, batch_size=16, learning_rate=2e-3,
+                    head_learning_rate=1e-2, patience=0, progress=False)
+    return TrainingConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on the fixture file: answers that a fresh student does not give."""
+    from conftest import FEEDBACK_CSV
+
+    data = read_examples(FEEDBACK_CSV, MAPPING)
+    train, validation = split_validation(data.examples, 0.25, seed=3)
+    folder = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    teacher = EarshotModel.from_base(str(tiny_base), data.heads(MAPPING), max_length=32)
+    Trainer(teacher, train, validation, _config(folder, epochs=4)).train()
+    return folder
+
+
+def _split(feedback_csv: Path):
+    data = read_examples(feedback_csv, MAPPING)
+    return split_validation(data.examples, 0.25, seed=3)
+
+
+def _fresh_student(tiny_base: Path, teacher: EarshotModel, seed: int = 1) -> EarshotModel:
+    torch.manual_seed(seed)
+    return EarshotModel.from_base(str(tiny_base), teacher.config.heads, max_length=32)
+
+
+def _distance(a: EarshotModel, b: EarshotModel, texts: list[str]) -> float:
+    pa, pb = a.predict_proba(texts), b.predict_proba(texts)
+    return float(np.mean([np.abs(pa[h.name] - pb[h.name]).mean() for h in a.config.heads]))
+
+
+def test_the_students_answers_move_toward_the_teachers(tiny_base: Path, teacher_dir: Path, feedback_csv: Path,
+                                                        tmp_path: Path) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    train, validation = _split(feedback_csv)
+    # Texts the teacher labels alone: the student never sees their gold.
+    unlabelled = [type(e)(text=e.text, labels={}, row=e.row) for e in validation]
+    student = _fresh_student(tiny_base, teacher)
+    texts = [e.text for e in validation]
+    before = _distance(student, teacher, texts)
+    DistillationTrainer(student, teacher, [*train[:20], *unlabelled], validation, _config(tmp_path / "s", epochs=6),
+                        DistillationConfig(temperature=1.0, gold_weight=0.0)).train()
+    after = _distance(student, teacher, texts)
+    assert after < 0.5 * before, (before, after)
+    saved = EarshotModel.from_pretrained(tmp_path / "s", device="cpu")
+    assert saved.config.provenance["teacher"] == teacher.version
+    assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0}
+    pain = saved.config.head("pain_points")
+    assert pain.thresholds != {label: 0.5 for label in pain.labels}  # tuned on the validation gold, as train does
+
+
+@pytest.mark.integration
+def test_kill_9_then_resume_gives_the_same_student(teacher_dir: Path, feedback_csv: Path, tmp_path: Path) -> None:
+    """`earshot distill` killed with SIGKILL after its second epoch, then `--resume`: the same weights as a
+    run never killed."""
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "earshot.cli", "distill", "--teacher", str(teacher_dir), "--data",
+                str(feedback_csv), "--sentiment-column", "sentiment", "--pain-points-column", "pain_points",
+                "--student-layers", "1", "--output", str(out), "--epochs", "30", "--patience", "0", "--batch-size",
+                "16", "--learning-rate", "0.002", "--no-progress"]
+
+    subprocess.run(command(tmp_path / "straight"), check=True, capture_output=True, timeout=600)
+    process = subprocess.Popen(command(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.glob("epoch-000[2-9]")):
+        assert process.poll() is None, "distillation finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    resumed = subprocess.run([*command(tmp_path / "killed"), "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "the teacher's answers read from" in resumed.stderr and "resumed after epoch" in resumed.stderr
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    again = load_file(tmp_path / "killed" / "model.safetensors")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_student_layers_come_from_the_teacher_and_a_count_it_lacks_is_refused(
+        teacher_dir: Path, feedback_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    student = student_from_layers(teacher, 1)
+    assert student.encoder.config.num_hidden_layers == 1 and len(student.encoder.encoder.layer) == 1
+    assert len(teacher.encoder.encoder.layer) == 2  # the teacher is untouched
+    torch.testing.assert_close(student.encoder.encoder.layer[0].output.dense.weight,
+                               teacher.encoder.encoder.layer[0].output.dense.weight)
+    with pytest.raises(ValueError, match=r"--student-layers 3: the source encoder .* has 2 layers; choose from 1 to 2"):
+        student_from_layers(teacher, 3)
+    code = main(["distill", "--teacher", str(teacher_dir), "--data", str(feedback_csv), "--sentiment-column",
+                 "sentiment", "--pain-points-column", "pain_points", "--student-layers", "5", "--output",
+                 str(tmp_path / "never"), "--no-progress"])
+    assert code == 2 and "choose from 1 to 2" in caplog.text
+    assert not (tmp_path / "never").exists()
+
+
+def test_cli_distills_a_layer_student_with_unlabelled_texts(teacher_dir: Path, feedback_csv: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    more = tmp_path / "more.csv"
+    more.write_text("body\nthe flight was late again\nthey lost my bag\nlovely crew\n", encoding="utf-8")
+    common = ["distill", "--teacher", str(teacher_dir), "--data", str(feedback_csv), "--sentiment-column", "sentiment",
+              "--pain-points-column", "pain_points", "--unlabelled", str(more), "--student-layers", "1", "--output",
+              str(tmp_path / "fast"), "--epochs", "2", "--learning-rate", "0.002", "--no-progress"]
+    assert main(common) == 2  # --text-column names the column of --data and --unlabelled alike
+    assert "no text column 'text'. Found columns: ['body']" in caplog.text
+    more.write_text(more.read_text(encoding="utf-8").replace("body", "text"), encoding="utf-8")
+    assert main(common) == 0
+    student = EarshotModel.from_pretrained(tmp_path / "fast", device="cpu")
+    assert student.encoder.config.num_hidden_layers == 1
+    distilled = student.config.provenance["distilled_from"]
+    assert distilled["teacher"] == EarshotModel.from_pretrained(teacher_dir).version
+    assert (distilled["student_layers"], distilled["unlabelled_rows"]) == (1, 3)
+    assert "first 1 layers" in student.config.base_model
+
+
+def test_bad_distillation_input_is_named(teacher_dir: Path, feedback_csv: Path, tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    code = main(["distill", "--teacher", str(teacher_dir), "--data", str(feedback_csv), "--sentiment-column",
+                 "sentiment", "--output", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2 and "map a column of --data to each (missing: ['pain_points'])" in caplog.text
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text\nfine\n\"  \"\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 2, column 'text': empty text"):
+        read_texts(empty, "text")
+    with pytest.raises(DataError, match=r"no text column 'body'. Found columns: \['text'\]"):
+        read_texts(empty, "body")
+    with pytest.raises(ValueError, match="gold_weight must be from 0 to 1, got 2"):
+        DistillationConfig(gold_weight=2)
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    with pytest.raises(ValueError, match="--recipe few-shot does not apply"):
+        DistillationTrainer(teacher, teacher, [], [], _config(tmp_path / "y", recipe="few-shot"))
+
+
+def test_soften_keeps_the_order_and_flattens() -> None:
+    single = soften(np.array([[0.7, 0.2, 0.1]]), "single", 2.0)
+    assert single.sum() == pytest.approx(1.0) and single[0, 0] < 0.7 and single[0, 2] > 0.1
+    assert np.argsort(single[0]).tolist() == [2, 1, 0]
+    multi = soften(np.array([[0.9, 0.1, 0.5]]), "multi", 2.0)
+    np.testing.assert_allclose(multi, [[0.75, 0.25, 0.5]], atol=1e-6)  # sigmoid(logit(0.9) / 2) = 3 / 4
+    np.testing.assert_allclose(soften(np.array([[0.7, 0.3]]), "single", 1.0), [[0.7, 0.3]], atol=1e-6)

@@ -1,0 +1,225 @@
+"""Distillation: a student learns every head from a teacher's answers, and from gold labels where rows have them.
+
+The teacher labels each training text once (its ``predict_proba``; unlabelled texts count too). The
+student then trains as in :class:`~earshot.training.Trainer`, with each head's loss a mix of
+
+- the teacher's answer softened by a temperature ``T`` (Hinton et al. 2015): for a single head the
+  KL divergence between the two softmaxes at ``T``, for a multi head each label's sigmoid at ``T`` as a
+  soft target; both times ``T**2`` so that the gradient's size does not depend on ``T``;
+- the usual loss on the gold labels, on the rows that have them.
+
+Validation (gold labels) chooses the epoch and tunes the multi heads' thresholds, as ``train`` does.
+A student can be a fresh base encoder or the first N layers of the teacher's (or a base) encoder:
+dropping the top layers keeps most of a fine-tuned encoder's quality (Sajjad et al., 2023, "On the
+effect of dropping layers of pre-trained transformer models").
+
+Example:
+    >>> teacher = EarshotModel.from_pretrained("runs/mpnet", device="cpu")
+    >>> student = student_from_layers(teacher, 3)
+    >>> trainer = DistillationTrainer(student, teacher, train, validation, TrainingConfig(output_dir="runs/student"))
+    >>> trainer.train().best_epoch
+    4
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from earshot.files import atomic_path, sha256
+from earshot.model import SINGLE, EarshotModel
+from earshot.model.runners import TorchRunner
+
+from .config import TrainingConfig
+from .data import Example
+from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+TEACHER_FILE = "teacher.safetensors"
+_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """How the teacher's answers weigh against the gold labels.
+
+    ``temperature``: softens the teacher's answers (1: as they are); ``gold_weight``: share of each
+    head's loss that comes from gold labels on the rows that have them (0: the teacher alone).
+
+    Example:
+        >>> DistillationConfig(temperature=2.0, gold_weight=0.5).temperature
+        2.0
+    """
+
+    temperature: float = 2.0
+    gold_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0.0 <= self.gold_weight <= 1.0:
+            raise ValueError(f"gold_weight must be from 0 to 1, got {self.gold_weight!r}")
+
+
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a BERT-, RoBERTa- or MPNet-style encoder (``encoder.layer``) or a
+    DistilBERT-style one (``transformer.layer``)."""
+    for owner in ("encoder", "transformer"):
+        layers = getattr(getattr(encoder, owner, None), "layer", None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the layers of a {type(encoder).__name__}; --student-layers works with BERT, "
+                     "RoBERTa, MPNet and DistilBERT encoders")
+
+
+def student_from_layers(source: EarshotModel, layers: int) -> EarshotModel:
+    """A copy of ``source`` (its tokenizer, heads and weights) keeping only its first ``layers`` layers.
+
+    Raises a ValueError naming both counts when ``source`` has fewer layers than asked.
+
+    Example:
+        >>> student_from_layers(EarshotModel.from_pretrained(), 3).encoder.config.num_hidden_layers
+        3
+    """
+    have = len(encoder_layers(source.encoder))
+    if not isinstance(layers, int) or not 1 <= layers <= have:
+        raise ValueError(f"--student-layers {layers}: the source encoder ({source.config.base_model or 'model'}) has "
+                         f"{have} layers; choose from 1 to {have}")
+    student = copy.deepcopy(source)
+    del encoder_layers(student.encoder)[layers:]
+    config = student.encoder.config
+    setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", layers)
+    student.runner = TorchRunner(student)
+    student.version = None
+    student.config.metrics, student.config.provenance = {}, {}
+    return student
+
+
+class DistillationTrainer(Trainer):
+    """A :class:`Trainer` whose loss also pulls each head toward the teacher's answers.
+
+    ``train`` may mix rows with gold labels and rows without (``Example.labels`` empty): the teacher
+    labels every row, gold counts only where given. The teacher's answers are computed once and kept
+    beside the checkpoints, so a resumed run neither recomputes them nor trains on different ones.
+    """
+
+    def __init__(self, model: EarshotModel, teacher: EarshotModel, train: Sequence[Example],
+                 validation: Sequence[Example], config: TrainingConfig,
+                 distillation: DistillationConfig | None = None) -> None:
+        if config.recipe == "few-shot":
+            raise ValueError("distillation trains on the teacher's answers for every row; --recipe few-shot does "
+                             "not apply (leave it at auto or fine-tune)")
+        teacher_heads = {(h.name, h.kind, tuple(h.labels)) for h in teacher.config.heads}
+        student_heads = {(h.name, h.kind, tuple(h.labels)) for h in model.config.heads}
+        if teacher_heads != student_heads:
+            raise ValueError(f"the student's heads {sorted(student_heads)} differ from the teacher's "
+                             f"{sorted(teacher_heads)}: a student learns the teacher's heads and labels")
+        super().__init__(model, train, validation, config)
+        self.teacher = teacher
+        self.distillation = distillation or DistillationConfig()
+        self._soft: dict[str, torch.Tensor] = {}
+        self._labelled: dict[str, torch.Tensor] = {}
+
+    def few_shot(self) -> bool:
+        return False
+
+    def train(self, resume: bool = False):  # type: ignore[override]
+        probabilities = self._teacher_probabilities(resume)
+        temperature = self.distillation.temperature
+        for head in self.model.config.heads:
+            soft = soften(probabilities[head.name], head.kind, temperature)
+            self._soft[head.name] = torch.from_numpy(soft).to(self.device)
+            # A multi head's gold is "none of its labels" unless the row leaves the head out entirely.
+            self._labelled[head.name] = torch.tensor([e.labels.get(head.name) is not None
+                                                      for e in self.train_examples], dtype=torch.bool)
+        return super().train(resume=resume)
+
+    def _teacher_probabilities(self, resume: bool) -> dict[str, np.ndarray]:
+        """The teacher's probabilities for every training text, read back on resume when they are the
+        same teacher's answers for the same texts."""
+        texts = [e.text for e in self.train_examples]
+        key = sha256(self.teacher.version or "", *texts)
+        cache = self.checkpoint_dir / TEACHER_FILE
+        if resume and cache.is_file():
+            stored = load_file(cache)
+            if bytes(stored.pop("__key__")).decode() == key:
+                logger.info("resume: the teacher's answers read from %s", cache)
+                return stored
+        logger.info("the teacher (%s) labels %d training texts", self.teacher.version, len(texts))
+        answers = self.teacher.predict_proba(texts)
+        probabilities = {head.name: np.ascontiguousarray(answers[head.name], dtype=np.float32)
+                         for head in self.model.config.heads}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp:
+            save_file({**probabilities, "__key__": np.frombuffer(key.encode(), dtype=np.uint8).copy()}, str(tmp))
+        return probabilities
+
+    def _losses(self, targets: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+        # Class weights count the rows with gold only: unlabelled rows are not "none of the labels".
+        return super()._losses({name: gold[self._labelled[name]] for name, gold in targets.items()})
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {**super()._fingerprint(), "teacher": self.teacher.version,
+                "distillation": asdict(self.distillation)}
+
+    def _loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], batch: list[int],
+              losses: dict[str, nn.Module]) -> torch.Tensor:
+        weight, temperature = self.distillation.gold_weight, self.distillation.temperature
+        rows = torch.tensor(batch)
+        soft_loss = outputs["embedding"].new_zeros((), dtype=torch.float32)
+        for head in self.model.config.heads:
+            logits = outputs[head.name].float() / temperature
+            soft = self._soft[head.name][rows.to(self.device)]
+            if head.kind == SINGLE:
+                part = F.kl_div(F.log_softmax(logits, dim=-1), soft, reduction="batchmean")
+            else:
+                part = self.config.multi_label_loss_weight * F.binary_cross_entropy_with_logits(logits, soft)
+            soft_loss = soft_loss + temperature ** 2 * part
+        if weight == 0:
+            return soft_loss
+        gold_loss = soft_loss.new_zeros(())
+        for head in self.model.config.heads:
+            # Gold counts on the rows that have this head's labels (unlabelled rows have none).
+            keep = self._labelled[head.name][rows]
+            if keep.any():
+                gold = targets[head.name][rows[keep]].to(self.device)
+                gold_loss = gold_loss + self._head_loss(head, outputs[head.name][keep.to(self.device)].float(), gold,
+                                                        losses[head.name])
+        return weight * gold_loss + (1 - weight) * soft_loss
+
+
+def soften(probabilities: np.ndarray, kind: str, temperature: float) -> np.ndarray:
+    """A head's probabilities as they would be with logits divided by ``temperature``.
+
+    Single heads: softmax(log p / T); multi heads: sigmoid(logit(p) / T), each label alone.
+
+    Example:
+        >>> soften(np.array([[0.8, 0.2]]), "single", 2.0).round(3)
+        array([[0.667, 0.333]], dtype=float32)
+    """
+    p = np.clip(probabilities.astype(np.float64), _EPSILON, 1 - _EPSILON)
+    if kind == SINGLE:
+        logits = np.log(p) / temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        soft = np.exp(logits)
+        soft /= soft.sum(axis=1, keepdims=True)
+    else:
+        soft = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    return soft.astype(np.float32)
+
+
+def load_teacher(path: str | Path, device: str | None = None) -> EarshotModel:
+    """The teacher model, in float32 with torch (its exact answers, not an int8 approximation)."""
+    teacher = EarshotModel.from_pretrained(path, device=device, backend="torch")
+    teacher.to(dtype=torch.float32)
+    return teacher
