@@ -32,7 +32,7 @@ class _Scorer:
     """A Ray actor: one model per actor, loaded in its constructor."""
 
     def __init__(self, model_dir: str, text_column: str, device: str | None, batch_size: int | None,
-                 backend: str = "torch") -> None:
+                 backend: str = "auto") -> None:
         from .model import EarshotModel
 
         self.model = EarshotModel.from_pretrained(model_dir, device=device, backend=backend)
@@ -63,7 +63,7 @@ def _read_dataset(path: Path, columns: list[str]) -> Any:
 def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, text_column: str = "text",
                         address: str | None = None, actors: int | None = None, chunk_size: int = 4096,
                         batch_size: int | None = None, device: str | None = None,
-                        num_gpus_per_actor: float = 0.0, backend: str = "torch") -> ScoreSummary:
+                        num_gpus_per_actor: float = 0.0, backend: str = "auto") -> ScoreSummary:
     """Score ``input_path`` on Ray; output written atomically like the local engine's."""
     ray = require("ray", extra="ray", feature="--engine ray")
     DataContext = require("ray.data", extra="ray", feature="--engine ray").DataContext

@@ -140,3 +140,22 @@ def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Pa
         model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
     assert model.backend == "torch"
     assert "read-only, so serving with torch" in caplog.text and "earshot export --model" in caplog.text
+
+
+def test_batch_scoring_defaults_to_the_services_backend(saved: Path, tmp_path: Path) -> None:
+    """`earshot score` with no --backend gives the answers the service (backend auto) gives, to the last digit."""
+    from earshot.cli import main
+
+    texts = _texts()[:20]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--model", str(saved),
+                 "--no-progress"]) == 0
+    scored = pd.read_csv(tmp_path / "out.csv")
+    service = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+    torch_model = EarshotModel.from_pretrained(saved, device="cpu")
+    assert service.backend == "onnx-int8"
+    expected = [p["sentiment"].labels[0].score for p in service.predict(texts)]
+    np.testing.assert_allclose(scored["sentiment_score"], expected, rtol=0, atol=1e-6)
+    # ... which torch's fp32 scores are not: the default really is the service's backend.
+    assert np.abs(scored["sentiment_score"] - [p["sentiment"].labels[0].score for p in torch_model.predict(texts)]
+                  ).max() > 1e-6

@@ -25,7 +25,9 @@ def test_ray_equals_local(tiny_model: EarshotModel, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     frame.to_csv(source, index=False)
     local, distributed = tmp_path / "local.csv", tmp_path / "ray.csv"
-    score_file(EarshotModel.from_pretrained(folder, device="cpu"), source, local, chunk_size=64, progress=False)
+    # Both engines on the default backend (auto: int8 ONNX on a CPU), as `earshot score` runs them.
+    score_file(EarshotModel.from_pretrained(folder, device="cpu", backend="auto"), source, local, chunk_size=64,
+               progress=False)
     ray.init(num_cpus=3, include_dashboard=False)  # two actors and one CPU for the read tasks
     try:
         summary = score_file_with_ray(folder, source, distributed, actors=2, chunk_size=64)
