@@ -5,8 +5,12 @@
 3. a naive per-request `transformers` pipeline behind BentoML, under load 1.
 
 Prints the ratios 1/2 (target >= 0.75) and 1/3 (target >= 3), and p99 of 1 (target <= 1 s).
+With ``--scale`` (for a GPU server), also 256 clients × 1 text and 32 clients × 32 texts, the
+clients spread over ``--processes`` load processes. With ``--capture``, 1 and 2 again on a server with a feedback store (review capture on, every
+answer kept by its id: the most the store is asked to write): throughput with capture over without
+(target >= 0.9).
 
-    python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch]
+    python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch] [--capture]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import csv
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -76,8 +82,9 @@ class Server:
         self.process.wait(timeout=60)
 
 
-async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int) -> dict[str, float]:
-    """`clients` clients, each sending `per_client` one-text requests back to back.
+async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int,
+                          texts_per_request: int = 1) -> dict[str, float]:
+    """`clients` clients, each sending `per_client` requests of `texts_per_request` texts back to back.
 
     The load generator shares this machine's cores with the server, so the share of CPU it used is
     measured and returned too (aiohttp: 2-3 % in benchmarks/load.py runs).
@@ -91,9 +98,10 @@ async def concurrent_load(url: str, texts: list[str], clients: int, per_client: 
     async def client(number: int, http: aiohttp.ClientSession) -> None:
         nonlocal failures, mismatched
         for request in range(per_client):
-            text = texts[(number * per_client + request) % len(texts)]
+            first = (number * per_client + request) * texts_per_request
             item_id = f"{number}-{request}"
-            body = json.dumps({"items": [{"id": item_id, "text": text}]})
+            body = json.dumps({"items": [{"id": f"{item_id}-{i}" if i else item_id, "text": texts[(first + i) % len(texts)]}
+                                         for i in range(texts_per_request)]})
             started = time.perf_counter()
             async with http.post("/classify", data=body, headers={"content-type": "application/json"}) as response:
                 answer = await response.read()
@@ -114,9 +122,41 @@ async def concurrent_load(url: str, texts: list[str], clients: int, per_client: 
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
-    return {"texts_per_s": len(latencies) / elapsed, "p50_ms": pct(0.50) * 1000, "p95_ms": pct(0.95) * 1000,
+    # Only answered texts count: a 503 (the batching queue's latency ceiling) is not throughput.
+    return {"texts_per_s": (len(latencies) - failures) * texts_per_request / elapsed, "p50_ms": pct(0.50) * 1000, "p95_ms": pct(0.95) * 1000,
             "p99_ms": pct(0.99) * 1000, "failures": failures, "mismatched_ids": mismatched,
             "requests": len(latencies), "client_cpu_share": client_cpu / elapsed / (os.cpu_count() or 1)}
+
+
+def _load_process(url: str, texts: list[str], clients: int, per_client: int, texts_per_request: int,
+                  start: Any, results: Any) -> None:
+    start.wait()
+    results.put(asyncio.run(concurrent_load(url, texts, clients, per_client, texts_per_request)))
+
+
+def process_load(url: str, texts: list[str], clients: int, per_client: int, texts_per_request: int,
+                 processes: int) -> dict[str, float]:
+    """`concurrent_load` split over `processes` client processes started together (one Python process
+    cannot generate enough load for a GPU server); texts/s over the slowest process's time."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    workers = [context.Process(target=_load_process, args=(url, texts, share, per_client, texts_per_request, start,
+                                                           results)) for share in shares if share]
+    for worker in workers:
+        worker.start()
+    time.sleep(2.0)  # the processes import and connect before the clock starts
+    started = time.perf_counter()
+    start.set()
+    parts = [results.get(timeout=600) for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    requests, failures = sum(part["requests"] for part in parts), sum(part["failures"] for part in parts)
+    return {"texts_per_s": (requests - failures) * texts_per_request / elapsed, "requests": requests,
+            "failures": failures,
+            "mismatched_ids": sum(part["mismatched_ids"] for part in parts),
+            "p99_ms": max(part["p99_ms"] for part in parts), "processes": len(workers)}
 
 
 def batched_load(url: str, texts: list[str], batch: int, total: int) -> dict[str, float]:
@@ -141,18 +181,33 @@ def naive_model_dir(model_dir: Path | None) -> Path:
     return plain_classifier_folder(EarshotModel.from_pretrained(model_dir, device="cpu"))
 
 
-def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_client: int) -> dict[str, object]:
-    """Concurrent and batched load on one `earshot` server, and its adaptive-batching counters."""
+def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_client: int,
+                    scale_processes: int = 0) -> dict[str, object]:
+    """Concurrent and batched load on one `earshot` server, and its adaptive-batching counters; with
+    ``scale_processes``, also 256 x 1 and 32 x 32 from that many load processes."""
+    scale = {}
     with Server("earshot.service.service:Earshot", env) as server:
         asyncio.run(concurrent_load(server.url, texts, clients, 5))  # warm-up
         concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
         batched = batched_load(server.url, texts, clients, clients * per_client)
+        if scale_processes:
+            for many, each in ((256, 1), (32, 32)):
+                scale[f"{many}x{each}"] = process_load(server.url, texts, many, per_client, each, scale_processes)
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         served = httpx.get(f"{server.url}/model", timeout=10).json()["backend"]
     batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
                    and "classify" in line and ("_sum" in line or "_count" in line)]
     batching = "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1] for line in batch_lines)
-    return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching, "served_backend": served}
+    return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching, "served_backend": served,
+            "scale": scale}
+
+
+def stored_counts(store: Path) -> dict[str, int]:
+    """What the capture wrote: items by review state (SQLite, read after the server stopped)."""
+    import sqlite3
+
+    with sqlite3.connect(store) as connection:
+        return dict(connection.execute("SELECT state, COUNT(*) FROM earshot_items GROUP BY state").fetchall())
 
 
 def main() -> None:
@@ -163,6 +218,11 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["auto", "torch", "onnx", "onnx-int8"],
                         help="EARSHOT_BACKEND of the server under test (repeatable; default: auto, the service's)")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--scale", action="store_true",
+                        help="also 256 clients x 1 text and 32 clients x 32 texts from several load processes")
+    parser.add_argument("--processes", type=int, default=4, help="load processes for --scale")
+    parser.add_argument("--capture", action="store_true",
+                        help="also measure each backend with a feedback store (review capture on)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     texts = load_texts(4000)
@@ -170,7 +230,14 @@ def main() -> None:
     results: dict[str, dict] = {}
     for backend in args.backend or ["auto"]:
         results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
-                                           args.requests_per_client)
+                                           args.requests_per_client, scale_processes=args.processes if args.scale else 0)
+        if args.capture:
+            with tempfile.TemporaryDirectory() as folder:
+                store = Path(folder) / "feedback.db"
+                results[f"{backend}+capture"] = measure_earshot(
+                    {**base_env, "EARSHOT_BACKEND": backend, "EARSHOT_FEEDBACK_DB": str(store)}, texts, args.clients,
+                    args.requests_per_client)
+                results[f"{backend}+capture"]["stored"] = stored_counts(store)
     if not args.skip_naive:
         folder = naive_model_dir(args.model)
         with Server("benchmarks.naive_service:Naive", {"NAIVE_MODEL_DIR": str(folder)}) as server:
@@ -194,6 +261,18 @@ def main() -> None:
             naive = results["naive"]["concurrent"]
             print(f"earshot [{backend}]: ratio to naive {concurrent['texts_per_s'] / naive['texts_per_s']:.2f} "
                   "(target >= 3)")
+        for shape, figures in results[name]["scale"].items():
+            print(f"earshot [{backend}], {shape.replace('x', ' clients x ')} texts/request from {figures['processes']} "
+                  f"load processes: {figures['texts_per_s']:.1f} texts/s, p99 {figures['p99_ms']:.0f} ms, "
+                  f"{figures['failures']} failures and {figures['mismatched_ids']} wrong ids of {figures['requests']}")
+        if args.capture:
+            captured = results[f"{name}+capture"]
+            ratios = [captured[kind]["texts_per_s"] / results[name][kind]["texts_per_s"]
+                      for kind in ("concurrent", "batched")]
+            print(f"earshot [{backend}] with a feedback store: {captured['concurrent']['texts_per_s']:.1f} texts/s "
+                  f"({args.clients} x 1, {captured['concurrent']['failures']} failures), "
+                  f"{captured['batched']['texts_per_s']:.1f} texts/s (1 x {args.clients}); capture on / off "
+                  f"{ratios[0]:.2f} and {ratios[1]:.2f} (target >= 0.9); store holds {captured['stored']}")
     if "naive" in results:
         naive = results["naive"]["concurrent"]
         print(f"naive pipeline, {args.clients} clients x 1 text/request: {naive['texts_per_s']:.1f} texts/s, "

@@ -61,6 +61,7 @@ def build_service(settings: Settings) -> Any:
         # Feedback text is personal data: request logging stays off unless asked for.
         logging={"access": {"enabled": settings.log_texts, "request_content_length": True,
                             "request_content_type": True}},
+        **({} if settings.tracing else {"tracing": {"excluded_urls": [".*"]}}),
     )
     @bentoml.asgi_app(model_info_app, path="/model")
     @bentoml.asgi_app(review_app, path="/review")

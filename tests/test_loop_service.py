@@ -110,16 +110,16 @@ def test_promotion_swaps_the_model_without_dropping_a_request(loop_server, tiny_
     old = registry.current()
     new_folder = tiny_version(tiny_base, work / "v2", 2)
     stop_sending = threading.Event()
-    seen: list[tuple[int, str]] = []
+    by_client: list[list[tuple[int, str]]] = [[] for _ in range(32)]
 
-    def send() -> None:
+    def send(seen: list[tuple[int, str]]) -> None:
         with httpx.Client(base_url=base, headers=AUTH, timeout=60) as http:
             while not stop_sending.is_set():
                 response = http.post("/classify", json={"items": [{"text": t} for t in TEXTS[:3]]})
                 seen.append((response.status_code, response.json()[0]["model_version"]
                              if response.status_code == 200 else response.text))
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
+    threads = [threading.Thread(target=send, args=(seen,)) for seen in by_client]
     for thread in threads:
         thread.start()
     try:
@@ -136,9 +136,12 @@ def test_promotion_swaps_the_model_without_dropping_a_request(loop_server, tiny_
         for thread in threads:
             thread.join()
     assert new != old
+    seen = [answer for client in by_client for answer in client]
     assert all(status == 200 for status, _ in seen), [s for s in seen if s[0] != 200][:3]
-    versions = [version for _, version in seen]
-    assert versions[0] == old and versions[-1] == new
+    for client in by_client:  # each of the 32 clients: old answers, then new ones, never back
+        versions = [version for _, version in client]
+        assert versions[0] == old and versions[-1] == new
+        assert versions == sorted(versions, key=lambda version: version == new)
     assert main(["rollback", "--registry", str(registry.root)]) == 0
     deadline = time.monotonic() + 60
     while httpx.get(f"{base}/model", headers=AUTH, timeout=10).json()["version"] != old:

@@ -173,6 +173,15 @@ def test_settings_reject_bad_values() -> None:
                                   "EARSHOT_RETENTION_DAYS": "30"})
     assert (settings.capture.sample_rate, [str(r) for r in settings.capture.disagreements],
             settings.retention_days) == (0.5, ["a=b>c"], 30)
+    with pytest.raises(ValueError, match=r"EARSHOT_CAPTURE_TOP=2.0 must be at most 1.0"):
+        Settings.from_env({"EARSHOT_CAPTURE_TOP": "2"})
+    assert Settings.from_env({"EARSHOT_CAPTURE_TOP": "0.25"}).capture.top_share == 0.25
+
+
+def test_tracing_middleware_is_skipped_unless_asked_for() -> None:
+    """OpenTelemetry's middleware wraps every request even when no span is sampled; off by default."""
+    assert build_service(Settings.from_env({})).config["tracing"] == {"excluded_urls": [".*"]}
+    assert "tracing" not in build_service(Settings.from_env({"EARSHOT_TRACING": "1"})).config
 
 
 # ------------------------------------------------------------------ layer 3: a real bentoml serve
