@@ -9,7 +9,11 @@ It also measures the machine's ceilings (benchmarks/hardware.py: one model-shape
 fp32 and in int8) and each backend's useful work per second, so that a ratio can be read against
 what the hardware allows: no int8 backend can pass int8-ceiling / work-per-text texts/s.
 
-    python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv
+With ``--fast DIR`` (a smaller model, e.g. a distilled student), the same for that model's fp32 torch
+and int8 backends, its texts/s against the main model's fp32 torch (target for the fast tier: >= 2.5x),
+and its quality beside the main model's (target: within 1.0 point).
+
+    python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv [--fast runs/fast/student-3 ...]
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ def main() -> None:
     parser.add_argument("--naive-texts", type=int, default=300, help="the naive pipeline is slow: fewer texts")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quality-data", type=Path, default=None, help="labelled airline file for quality")
+    parser.add_argument("--fast", type=Path, nargs="+", default=[], help="smaller models to set beside --model")
     args = parser.parse_args()
     texts = airline_texts(args.texts)
     print(f"{len(texts)} airline tweets, torch threads {torch.get_num_threads()}")
@@ -121,6 +126,29 @@ def main() -> None:
             q = quality(model, args.quality_data)
             print(f"quality {backend:>9}: sentiment accuracy {q['sentiment_accuracy']:.4f}, "
                   f"pain-point micro-F1 {q['pain_point_micro_f1']:.4f}")
+    for folder in args.fast:
+        report_fast(args, folder, texts, models["torch"], speeds["torch"])
+
+
+def report_fast(args: argparse.Namespace, folder: Path, texts: list[str], main_model: EarshotModel,
+                main_speed: float) -> None:
+    """A fast model's speed against the main model's fp32 torch, and its quality beside the main model's."""
+    fast = {backend: EarshotModel.from_pretrained(folder, device="cpu", backend=backend)
+            for backend in ("torch", "onnx-int8")}
+    layers = fast["torch"].encoder.config.num_hidden_layers
+    for backend, model in fast.items():
+        speed = texts_per_second(lambda t, m=model: m.predict_proba(t, batch_size=args.batch_size), texts, args.repeats)
+        print(f"fast model ({layers} layers) {backend:>9}: {speed:8.1f} texts/s   x{speed / main_speed:.2f} the main "
+              f"model's fp32 torch (target for the fast tier: >= 2.5)")
+    if args.quality_data:
+        reference = quality(main_model, args.quality_data)
+        for backend, model in fast.items():
+            q = quality(model, args.quality_data)
+            print(f"fast model {backend:>9}: sentiment accuracy {q['sentiment_accuracy']:.4f} "
+                  f"({100 * (q['sentiment_accuracy'] - reference['sentiment_accuracy']):+.1f} points), pain-point "
+                  f"micro-F1 {q['pain_point_micro_f1']:.4f} "
+                  f"({100 * (q['pain_point_micro_f1'] - reference['pain_point_micro_f1']):+.1f} points) against the "
+                  "main model's fp32 torch (target: within 1.0)")
 
 
 if __name__ == "__main__":

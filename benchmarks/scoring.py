@@ -59,13 +59,14 @@ def tiny_model_dir(folder: Path) -> Path:
     return folder / "tiny"
 
 
-def measure_throughput(model_dir: str | None, source: Path, rows: int, output: Path) -> dict[str, float]:
+def measure_throughput(model_dir: str | None, source: Path, rows: int, output: Path,
+                       backend: str = "auto") -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from earshot.scoring import score_file
     from earshot.tables import read_chunks
     from earshot.model import EarshotModel
 
-    model = EarshotModel.from_pretrained(model_dir, device="cpu")
+    model = EarshotModel.from_pretrained(model_dir, device="cpu", backend=backend)
     texts = [t for chunk in read_chunks(source, 100_000) for t in chunk["text"]]
     model.predict(texts[:512])  # warm-up
     started = time.perf_counter()
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder for the throughput part (default: shipped)")
     parser.add_argument("--memory-rows", type=int, nargs=2, default=[100_000, 1_000_000])
     parser.add_argument("--memory-model", default="tiny", help="'tiny' or a model folder")
+    parser.add_argument("--backend", default="auto", help="as `earshot score --backend` (default: auto, its default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -109,8 +111,8 @@ def main() -> None:
         work = Path(tmp)
         source = work / "rows.csv"
         write_rows(source, args.rows)
-        results.update(measure_throughput(args.model, source, args.rows, work / "scored.parquet"))
-        print(f"{args.rows} rows: raw predict {results['raw_predict_rows_per_s']:.1f} rows/s, earshot score "
+        results.update(measure_throughput(args.model, source, args.rows, work / "scored.parquet", args.backend))
+        print(f"{args.rows} rows, backend {args.backend}: raw predict {results['raw_predict_rows_per_s']:.1f} rows/s, earshot score "
               f"{results['score_rows_per_s']:.1f} rows/s, ratio "
               f"{results['score_rows_per_s'] / results['raw_predict_rows_per_s']:.3f} (target >= 0.9)")
         memory_model = str(tiny_model_dir(work)) if args.memory_model == "tiny" else args.memory_model

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The fast tier: students of the default model that keep its first N layers, distilled on the airline
+# tweets (the default model's own split), then their speed and quality beside the default model's.
+#
+#   benchmarks/fast_tier.sh [AIRLINE_CSV] [OUT] [LAYERS...]      e.g. benchmarks/fast_tier.sh ../shared/data/airline/train.csv runs/fast 3 2
+set -euo pipefail
+DATA=${1:-../shared/data/airline/train.csv}
+OUT=${2:-runs/fast}
+shift $(( $# < 2 ? $# : 2 ))
+LAYERS=${*:-3 2}
+EARSHOT=${EARSHOT:-earshot}
+mkdir -p "$OUT"
+"$EARSHOT" split "$DATA" --train-output "$OUT/train.csv" --test-output "$OUT/validation.csv" --test-fraction 0.1 \
+  --stratify-column airline_sentiment --stratify-column negativereason --seed 13
+for n in $LAYERS; do
+  /usr/bin/time -v "$EARSHOT" distill --teacher model/default --data "$OUT/train.csv" --validation "$OUT/validation.csv" \
+    --sentiment-column airline_sentiment --pain-points-column negativereason --none-label "Can't Tell" \
+    --student-layers "$n" --epochs 4 --patience 2 --pain-point-loss-weight 3 --pain-point-ranking-weight 1 \
+    --threshold-shrinkage 100 --label "fast, $n layers" --output "$OUT/student-$n" --no-progress 2> "$OUT/student-$n.log"
+  grep -E "done in|Maximum resident" "$OUT/student-$n.log"
+done
+students=()
+for n in $LAYERS; do students+=("$OUT/student-$n"); done
+python benchmarks/inference.py --texts 2000 --quality-data "$OUT/validation.csv" --fast "${students[@]}" \
+  | tee "$OUT/inference.txt"
