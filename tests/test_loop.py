@@ -200,6 +200,8 @@ def test_writer_stores_off_the_calling_thread(tmp_path: Path) -> None:
                                                                                  {"channel": "email"}, "v1")
     assert queued.answer["sentiment"]["scores"]["neutral"] == 0.40
     assert store.text_for_id("k-1") == "kept by id"
+    with store.engine.connect() as connection:  # kept for its id only: its text, not its scores
+        assert connection.exec_driver_sql("SELECT answer FROM earshot_items WHERE caller_id = 'k-1'").scalar() == "{}"
     writer.close()
 
 

@@ -111,7 +111,7 @@ class CapturePolicy:
                 worst = max(worst, 1.0 - 2.0 * _distance_to_threshold(head, thresholds.get(name, {})))
         return min(1.0, max(0.0, worst))
 
-    def reasons(self, prediction: Prediction, thresholds: Thresholds) -> list[str]:
+    def reasons(self, prediction: Prediction, thresholds: Thresholds, uncertainty: float | None = None) -> list[str]:
         """Why ``prediction`` needs a person (empty: it does not): ``margin:HEAD``,
         ``confidence:HEAD``, ``disagree:RULE``, ``top`` (among the most uncertain ``top_share``) or
         ``sample``. Each call counts the answer into the recent traffic that ``top`` ranks against."""
@@ -126,8 +126,9 @@ class CapturePolicy:
             elif _distance_to_threshold(head, thresholds.get(name, {})) < self.margin_below / 2:
                 found.append(f"margin:{name}")
         found += [f"disagree:{rule}" for rule in self.disagreements if rule.holds(prediction)]
-        if self.top_share and self._recent.add_and_rank(self.uncertainty(prediction, thresholds),
-                                                        self.warmup) < self.top_share:
+        if uncertainty is None:
+            uncertainty = self.uncertainty(prediction, thresholds)
+        if self.top_share and self._recent.add_and_rank(uncertainty, self.warmup) < self.top_share:
             found.append("top")
         if self.sample_rate and self._random.random() < self.sample_rate:
             found.append("sample")
@@ -182,12 +183,15 @@ class CaptureWriter:
         taken = 0
         metadata = metadata if metadata is not None else [None] * len(texts)
         for text, prediction, caller_id, meta in zip(texts, predictions, caller_ids, metadata):
-            reasons = self.policy.reasons(prediction, thresholds)
+            uncertainty = self.policy.uncertainty(prediction, thresholds)
+            reasons = self.policy.reasons(prediction, thresholds, uncertainty)
             if not reasons and not (caller_id is not None and self.policy.keep_answered_ids):
                 continue
-            item = QueuedItem(text=text, model_version=model_version, answer=prediction.to_dict()["heads"],
-                              reasons=reasons, priority=self.policy.uncertainty(prediction, thresholds),
-                              sampled="sample" in reasons, caller_id=caller_id, meta=meta,
+            # An answer kept only for its id needs its text, not its scores: most rows are these, and
+            # writing every score of every answer held the GIL against the request path.
+            item = QueuedItem(text=text, model_version=model_version,
+                              answer=prediction.to_dict()["heads"] if reasons else {}, reasons=reasons,
+                              priority=uncertainty, sampled="sample" in reasons, caller_id=caller_id, meta=meta,
                               state=QUEUED if reasons else ANSWERED)
             try:
                 self._pending.put_nowait(item)
