@@ -7,8 +7,9 @@ server:
 
 1. ``earshot train`` on the labelled rows; ``earshot promote --force`` into a fresh registry.
 2. ``earshot serve --registry --feedback-db``, and the stream through ``POST /classify``.
-   The service's capture rule ``EARSHOT_CAPTURE_TOP`` is set to ``--answers`` / ``--stream`` (times
-   ``--pool``): a team sizes its queue to the reviews it can do.
+   The service's capture rule ``EARSHOT_CAPTURE_TOP`` is set to ``--pool`` times ``--answers`` /
+   ``--stream``: a team queues twice the reviews it can do, so that the queue's order (uncertainty,
+   with near-duplicates sent behind: ``EARSHOT_REVIEW_SIMILAR``) has some to choose from.
 3. A scripted reviewer answers ``--answers`` items with their gold labels through ``POST /corrections``:
    ``queue``: the first items of ``GET /review/queue``; ``random``: items drawn at random from the
    stream (corrected by the id they were classified with).
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +52,32 @@ from earshot.training import ColumnMapping, HeadColumn, read_examples, split_val
 from earshot.training.data import Example, sample_per_label  # noqa: E402
 
 HEAD = "intent"
+
+
+@dataclass(frozen=True)
+class LoopSplit:
+    """Banking77 cut once into test rows, development rows and a pool; per seed, the team's labelled
+    rows and the traffic come from the pool."""
+
+    examples: list[Example]
+    pool: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    head: Head
+
+    @classmethod
+    def read(cls, data: Path, test_fraction: float = 0.15, dev_fraction: float = 0.05,
+             split_seed: int = 0) -> "LoopSplit":
+        examples = read_examples(data, ColumnMapping(heads=(HeadColumn(HEAD, "single", "category"),))).examples
+        rest, test = split_validation(examples, test_fraction, split_seed)
+        pool, dev = split_validation(rest, dev_fraction, split_seed)
+        return cls(examples, pool, dev, test, Head(HEAD, "single", sorted({e.labels[HEAD] for e in examples})))
+
+    def team(self, seed: int, per_label: int, stream: int) -> tuple[list[Example], list[Example]]:
+        """The team's labelled rows (``per_label`` per intent) and ``stream`` other texts, in order."""
+        labelled = sample_per_label(self.pool, [self.head], per_label, seed)
+        taken = {e.row for e in labelled}
+        return labelled, random.Random(seed).sample([e for e in self.pool if e.row not in taken], stream)
 
 
 def earshot(*args: str, log: Path) -> None:
@@ -223,28 +251,22 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=10)
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--answers", type=int, default=500)
-    parser.add_argument("--pool", type=float, default=1.0,
+    parser.add_argument("--pool", type=float, default=2.0,
                         help="the capture's top share is this many times --answers / --stream")
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--dev-fraction", type=float, default=0.05)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="keep models, stores and logs here")
     args = parser.parse_args()
-    mapping = ColumnMapping(heads=(HeadColumn(HEAD, "single", "category"),))
-    examples = read_examples(args.data, mapping).examples
-    rest, test = split_validation(examples, args.test_fraction, args.split_seed)
-    pool, dev = split_validation(rest, args.dev_fraction, args.split_seed)
-    head = Head(HEAD, "single", sorted({e.labels[HEAD] for e in examples}))
-    gold = {e.text: e.labels[HEAD] for e in examples}
+    split = LoopSplit.read(args.data, args.test_fraction, args.dev_fraction, args.split_seed)
+    gold = {e.text: e.labels[HEAD] for e in split.examples}
+    dev, test = split.dev, split.test
     root = args.work or Path(tempfile.mkdtemp(prefix="earshot-loop-"))
     for seed in args.seed:
         work = root / f"seed{seed}"
         work.mkdir(parents=True, exist_ok=True)
         log = work / "commands.log"
-        labelled = sample_per_label(pool, [head], args.per_label, seed)
-        taken = {e.row for e in labelled}
-        rest_pool = [e for e in pool if e.row not in taken]
-        stream = random.Random(seed).sample(rest_pool, args.stream)
+        labelled, stream = split.team(seed, args.per_label, args.stream)
         files = {"train": write_rows(labelled, work / "train.csv"), "dev": write_rows(dev, work / "dev.csv"),
                  "test": write_rows(test, work / "test.csv")}
         started = time.monotonic()

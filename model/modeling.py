@@ -72,10 +72,15 @@ class HeadPrediction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Everything the model says about one text: one ``HeadPrediction`` per head, by name."""
+    """Everything the model says about one text: one ``HeadPrediction`` per head, by name.
+
+    ``vector``: the text's pooled encoder vector from the same pass (the review queue uses it to tell
+    near-duplicates apart); not part of the answer's dictionary.
+    """
 
     heads: dict[str, HeadPrediction]
     truncated: bool
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, head: str) -> HeadPrediction:
         return self.heads[head]
@@ -87,10 +92,12 @@ class Prediction:
 @dataclass(frozen=True)
 class Probabilities:
     """Each head's probabilities for ``n`` texts, in input order: ``scores[head]`` is
-    ``(n, labels)``, softmax for single heads, independent sigmoids for multi heads."""
+    ``(n, labels)``, softmax for single heads, independent sigmoids for multi heads; ``embeddings``
+    (when given) the texts' pooled vectors ``(n, hidden)`` from the same pass."""
 
     scores: dict[str, np.ndarray]
     truncated: np.ndarray
+    embeddings: np.ndarray | None = None
 
     def __getitem__(self, head: str) -> np.ndarray:
         return self.scores[head]
@@ -360,7 +367,8 @@ class EarshotModel(nn.Module):
             (2, 3)
         """
         outputs, truncated = self.run(texts, batch_size=batch_size)
-        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated)
+        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated,
+                             outputs[EMBEDDING])
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """The pooled encoder vector of each text, ``(n, hidden)``, from the same pass as the heads."""
@@ -379,7 +387,9 @@ class EarshotModel(nn.Module):
         """Turn probabilities into predictions: the best label of a single head, the labels at or
         over threshold of a multi head."""
         decided = {head.name: decide_head(head, probabilities[head.name]) for head in self.config.heads}
-        return [Prediction({name: answers[row] for name, answers in decided.items()}, bool(truncated))
+        vectors = probabilities.embeddings
+        return [Prediction({name: answers[row] for name, answers in decided.items()}, bool(truncated),
+                           vectors[row] if vectors is not None else None)
                 for row, truncated in enumerate(probabilities.truncated)]
 
 

@@ -73,7 +73,8 @@ def build_service(settings: Settings) -> Any:
                 torch.set_num_threads(settings.threads)
             self.registry = Registry(settings.registry) if settings.registry else None
             self.model = self._load(self.registry.current_path() if self.registry else settings.model)
-            self.store = FeedbackStore.open(settings.feedback_db) if settings.feedback_db else None
+            self.store = (FeedbackStore.open(settings.feedback_db, similar_above=settings.review_similar)
+                          if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
             self._stop = threading.Event()
             if self.registry is not None:

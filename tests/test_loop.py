@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,8 +48,8 @@ POSITIVE_WITH_PAIN = prediction({"negative": 0.05, "neutral": 0.05, "positive": 
                                 {"billing": 0.02, "late": 0.95, "lost_item": 0.01, "rude_staff": 0.03})
 
 
-def item(text: str, priority: float = 0.5, **fields) -> QueuedItem:
-    return QueuedItem(text=text, model_version="v1", answer={"sentiment": {"labels": [{"label": "negative"}]}},
+def item(text: str, priority: float = 0.5, model_version: str = "v1", **fields) -> QueuedItem:
+    return QueuedItem(text=text, model_version=model_version, answer={"sentiment": {"labels": [{"label": "negative"}]}},
                       reasons=["margin:sentiment"], priority=priority, **fields)
 
 
@@ -73,6 +74,50 @@ def exercise_store(store: FeedbackStore) -> None:
     assert store.purge(older_than_days=1) == {"items": 0, "corrections": 0}
     assert store.purge() == {"items": 5, "corrections": 1}
     assert store.counts() == {"waiting": 0, "reviewed": 0, "answered": 0, "corrections": 0}
+
+
+def exercise_queue_order(store: FeedbackStore) -> None:
+    """Near-duplicates (by the answering model's vectors) go behind the texts that stand apart."""
+    def unit(*values: float) -> np.ndarray:
+        return np.array(values, dtype=np.float32) / np.linalg.norm(values)
+
+    store.add_items([item("card lost", 0.9, vector=unit(1, 0, 0)),
+                     item("my card is lost", 0.8, vector=unit(1, 0.1, 0)),    # cosine 0.995 with "card lost"
+                     item("refund please", 0.7, vector=unit(0, 1, 0)),
+                     item("lost card again", 0.6, vector=unit(1, 0, 0.2)),    # 0.98
+                     item("other model's card", 0.5, model_version="v2", vector=unit(1, 0, 0)),
+                     item("no vector", 0.4)])
+    texts = ["card lost", "refund please", "other model's card", "no vector", "my card is lost", "lost card again"]
+    assert [i.text for i in store.queue(10)] == texts  # another model's vectors do not compare
+    assert [i.text for i in store.queue(2)] == texts[:2]
+    assert [i.text for i in store.queue(5)] == texts[:5]  # the first of those behind fills the page
+    # A text reviewed lately counts as listed: after "card lost" is corrected, its copies stay behind.
+    store.add_corrections([Correction({"sentiment": "negative"}, "card lost")])
+    assert [i.text for i in store.queue(10)] == texts[1:]
+    stored = store.queue(10)[-1].vector
+    np.testing.assert_allclose(stored, unit(1, 0, 0.2), atol=1e-3)  # kept as float16, unit length
+    plain = FeedbackStore(store.engine, similar_above=1.0)
+    assert [i.text for i in plain.queue(10)] == ["my card is lost", "refund please", "lost card again",
+                                                 "other model's card", "no vector"]  # uncertainty alone
+    with pytest.raises(ValueError, match="similar_above must be over 0 and at most 1, got 1.5"):
+        FeedbackStore(store.engine, similar_above=1.5)
+
+
+def test_queue_sends_near_duplicates_behind(tmp_path: Path) -> None:
+    exercise_queue_order(FeedbackStore.open(tmp_path / "f.db"))
+
+
+def test_a_store_from_before_vectors_gains_the_column(tmp_path: Path) -> None:
+    """A store written before the vector column existed opens, keeps its rows and stores vectors."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    FeedbackStore.open(db).add_items([item("kept from before", 0.5)])
+    with sqlite3.connect(db) as connection:
+        connection.execute("ALTER TABLE earshot_items DROP COLUMN vector")
+    store = FeedbackStore.open(db)
+    store.add_items([item("new", 0.9, vector=np.ones(4, dtype=np.float32))])
+    assert [(i.text, i.vector is None) for i in store.queue(10)] == [("new", False), ("kept from before", True)]
 
 
 def test_queue_breaks_priority_ties_by_recency(tmp_path: Path) -> None:
@@ -135,6 +180,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
 def test_postgresql_store_keeps_the_same_contract(postgres_url: str) -> None:
     store = FeedbackStore.open(postgres_url)
     exercise_store(store)
+    exercise_queue_order(store)
     assert "postgresql" in repr(store) and "@127.0.0.1" in repr(store)
 
 
@@ -198,6 +244,7 @@ def test_writer_stores_off_the_calling_thread(tmp_path: Path) -> None:
     [queued] = store.queue(10)
     assert (queued.text, queued.caller_id, queued.meta, queued.model_version) == ("unsure", "u-1",
                                                                                  {"channel": "email"}, "v1")
+    assert queued.vector is None  # these answers came without their text vectors
     assert queued.answer["sentiment"]["scores"]["neutral"] == 0.40
     assert store.text_for_id("k-1") == "kept by id"
     with store.engine.connect() as connection:  # kept for its id only: its text, not its scores

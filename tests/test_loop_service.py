@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 
@@ -67,7 +68,8 @@ def test_answers_are_queued_and_corrections_checked(loop_server) -> None:
             time.sleep(0.2)
         assert sorted(item["text"] for item in queue) == sorted(TEXTS)
         assert all("sample" in item["reasons"] and item["meta"] == {"channel": "chat"} for item in queue)
-        assert [item["priority"] for item in queue] == sorted((item["priority"] for item in queue), reverse=True)
+        # The page's order is the store's: uncertainty first, near-duplicates behind (tests/test_loop.py).
+        assert [item["item"] for item in queue] == [item.item for item in FeedbackStore.open(store).queue(50)]
         assert queue[0]["answer"]["sentiment"]["scores"].keys() == {"negative", "neutral", "positive"}
         assert http.get("/review/queue?limit=0").status_code == 400
 
@@ -85,6 +87,9 @@ def test_answers_are_queued_and_corrections_checked(loop_server) -> None:
         assert TEXTS[0] not in [item["text"] for item in http.get("/review/queue").json()["items"]]
         docs = http.get("/docs.json").text
         assert "/corrections" in docs and "allow_new_labels" in docs
+    waiting = FeedbackStore.open(store).queue(50)
+    assert waiting and all(item.vector is not None and np.linalg.norm(item.vector) == pytest.approx(1, abs=1e-2)
+                           for item in waiting)  # the answer's text vector, for the queue's order
     corrections = list(FeedbackStore.open(store).corrections())
     assert [c.text for c in corrections] == [TEXTS[0], "a text never classified"]
     assert corrections[0].labels == {"sentiment": "negative", "pain_points": ["late"]}

@@ -192,7 +192,7 @@ class CaptureWriter:
             item = QueuedItem(text=text, model_version=model_version,
                               answer=prediction.to_dict()["heads"] if reasons else {}, reasons=reasons,
                               priority=uncertainty, sampled="sample" in reasons, caller_id=caller_id, meta=meta,
-                              state=QUEUED if reasons else ANSWERED)
+                              state=QUEUED if reasons else ANSWERED, vector=prediction.vector if reasons else None)
             try:
                 self._pending.put_nowait(item)
                 taken += 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -48,6 +49,8 @@ items_table = sa.Table(
     sa.Column("meta", sa.Text, nullable=True),  # JSON: the caller's metadata
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("state", sa.String(16), nullable=False, index=True),
+    # The answering model's unit-length text vector (float16), to keep near-duplicates off one page.
+    sa.Column("vector", sa.LargeBinary, nullable=True),
 )
 corrections_table = sa.Table(
     "earshot_corrections", _metadata,
@@ -82,6 +85,7 @@ class QueuedItem:
     created_at: float = field(default_factory=time.time)
     item: int | None = None
     state: str = QUEUED
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"item": self.item, "id": self.caller_id, "text": self.text, "model_version": self.model_version,
@@ -102,16 +106,25 @@ class Correction:
 
 
 class FeedbackStore:
-    """The review queue and the corrections, in SQLite or any SQLAlchemy database."""
+    """The review queue and the corrections, in SQLite or any SQLAlchemy database.
+
+    ``similar_above``: in the queue's order, a waiting text whose vector has at least this cosine with
+    one listed before it, or with a text reviewed lately, goes behind the others (1.0: order by
+    uncertainty alone). See :meth:`queue`.
+    """
 
     # Engines are made with hide_parameters: a database error's message would otherwise quote the
     # feedback text it failed to write, and end up in the logs.
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, similar_above: float = 0.9) -> None:
+        if not 0.0 < similar_above <= 1.0:
+            raise ValueError(f"similar_above must be over 0 and at most 1, got {similar_above!r}")
         self.engine = engine
+        self.similar_above = similar_above
         _metadata.create_all(engine)
+        _add_missing_columns(engine)
 
     @classmethod
-    def open(cls, where: str | Path) -> "FeedbackStore":
+    def open(cls, where: str | Path, similar_above: float = 0.9) -> "FeedbackStore":
         """A path (SQLite file, created when missing) or an SQLAlchemy URL such as ``postgresql+psycopg://...``."""
         text = str(where)
         if "://" not in text:
@@ -122,7 +135,7 @@ class FeedbackStore:
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(text, pool_pre_ping=True, hide_parameters=True)
-        return cls(engine)
+        return cls(engine, similar_above)
 
     def __repr__(self) -> str:
         return f"FeedbackStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -189,12 +202,41 @@ class FeedbackStore:
                                      .order_by(items_table.c.created_at.desc()).limit(1))
 
     def queue(self, limit: int = 50) -> list[QueuedItem]:
-        """Items waiting for review, most valuable first: highest priority (uncertainty), then newest."""
+        """Items waiting for review, most valuable first: highest priority (uncertainty), then newest,
+        except that an item close to one listed before it or reviewed lately (cosine of the answering
+        model's vectors at least ``similar_above``) goes behind the items that are not.
+
+        Why: customers ask one question in many words, and the most uncertain answers cluster there;
+        a reviewer's second label for the same question teaches the model little (the measurements are
+        in docs/review-loop.md).
+        """
+        order = (items_table.c.priority.desc(), items_table.c.created_at.desc(), items_table.c.item.desc())
+        waiting = sa.select(items_table).where(items_table.c.state == QUEUED).order_by(*order)
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(items_table).where(items_table.c.state == QUEUED).order_by(
-                items_table.c.priority.desc(), items_table.c.created_at.desc(), items_table.c.item.desc()
-            ).limit(limit)).mappings().all()
-        return [_item(row) for row in rows]
+            if self.similar_above >= 1.0:
+                return [_item(row) for row in connection.execute(waiting.limit(limit)).mappings()]
+            listed = _Listed(self.similar_above)
+            for version, vector in connection.execute(
+                    sa.select(items_table.c.model_version, items_table.c.vector)
+                    .where(items_table.c.state == REVIEWED, items_table.c.vector.is_not(None))
+                    .order_by(items_table.c.created_at.desc()).limit(_REVIEWED_CONTEXT)):
+                listed.add(version, _vector(vector))
+            first: list[QueuedItem] = []
+            behind: list[QueuedItem] = []
+            # Pages of the queue in priority order, until enough items stand apart (or the scan ends).
+            rows = connection.execution_options(yield_per=500).execute(waiting.limit(_SCAN_LIMIT)).mappings()
+            for row in rows:
+                item = _item(row)
+                if item.vector is not None and listed.near(item.model_version, item.vector):
+                    if len(behind) < limit:
+                        behind.append(item)
+                    continue
+                first.append(item)
+                if item.vector is not None:
+                    listed.add(item.model_version, item.vector)
+                if len(first) == limit:
+                    break
+        return first + behind[: limit - len(first)]
 
     def counts(self) -> dict[str, int]:
         """Items waiting, items reviewed, other answers kept for their ids, and corrections stored."""
@@ -245,19 +287,75 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# How many reviewed items' vectors count as already seen, and how far down the queue one call reads.
+_REVIEWED_CONTEXT = 2_000
+_SCAN_LIMIT = 20_000
+
+
+class _Listed:
+    """Unit vectors already listed or reviewed, by model version (two models' vectors do not compare)."""
+
+    def __init__(self, similar_above: float) -> None:
+        self.similar_above = similar_above
+        self._vectors: dict[str, list[np.ndarray]] = {}
+        self._stacked: dict[str, np.ndarray] = {}
+
+    def add(self, version: str, vector: np.ndarray) -> None:
+        self._vectors.setdefault(version, []).append(vector)
+        self._stacked.pop(version, None)
+
+    def near(self, version: str, vector: np.ndarray) -> bool:
+        vectors = self._vectors.get(version)
+        if not vectors or len(vectors[0]) != len(vector):
+            return False
+        if version not in self._stacked:
+            self._stacked[version] = np.stack(vectors)
+        return bool((self._stacked[version] @ vector).max() >= self.similar_above)
+
+
+def unit_vector(vector: np.ndarray | None) -> np.ndarray | None:
+    """``vector`` scaled to length 1, as float32 (None stays None; a zero vector stays zero)."""
+    if vector is None:
+        return None
+    vector = np.asarray(vector, dtype=np.float32).ravel()
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def _vector(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add the columns of this schema that a store made by an older earshot lacks (nullable only)."""
+    have = {column["name"] for column in sa.inspect(engine).get_columns(items_table.name)}
+    for column in items_table.columns:
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.execute(sa.text(f"ALTER TABLE {items_table.name} ADD COLUMN {column.name} {kind}"))
+        except sa.exc.DBAPIError:
+            # Another replica added it first; anything else leaves the column missing, and is raised.
+            if column.name not in {c["name"] for c in sa.inspect(engine).get_columns(items_table.name)}:
+                raise
+
+
 def _item_row(item: QueuedItem, key: str) -> dict[str, Any]:
     return {"caller_id": item.caller_id, "text": item.text, "text_hash": key, "model_version": item.model_version,
             "answer": json.dumps(item.answer, ensure_ascii=False), "reasons": json.dumps(item.reasons),
             "priority": float(item.priority), "sampled": bool(item.sampled),
             "meta": json.dumps(item.meta, ensure_ascii=False) if item.meta is not None else None,
-            "created_at": item.created_at, "state": item.state}
+            "created_at": item.created_at, "state": item.state,
+            "vector": None if item.vector is None else unit_vector(item.vector).astype(np.float16).tobytes()}
 
 
 def _item(row: Any) -> QueuedItem:
     return QueuedItem(text=row["text"], model_version=row["model_version"], answer=json.loads(row["answer"]),
                       reasons=json.loads(row["reasons"]), priority=row["priority"], sampled=bool(row["sampled"]),
                       caller_id=row["caller_id"], meta=json.loads(row["meta"]) if row["meta"] else None,
-                      created_at=row["created_at"], item=row["item"], state=row["state"])
+                      created_at=row["created_at"], item=row["item"], state=row["state"], vector=_vector(row["vector"]))
 
 
 def unique_corrections(corrections: Iterable[Correction]) -> list[Correction]:
