@@ -3,6 +3,7 @@
 # tweets (the default model's own split), then their speed and quality beside the default model's.
 #
 #   benchmarks/fast_tier.sh [AIRLINE_CSV] [OUT] [LAYERS...]      e.g. benchmarks/fast_tier.sh ../shared/data/airline/train.csv runs/fast 3 2
+#   EMBEDDING_WEIGHT=1 benchmarks/fast_tier.sh ...                 also pull the students' text vectors to the teacher's
 set -euo pipefail
 DATA=${1:-../shared/data/airline/train.csv}
 OUT=${2:-runs/fast}
@@ -16,7 +17,8 @@ for n in $LAYERS; do
   /usr/bin/time -v "$EARSHOT" distill --teacher model/default --data "$OUT/train.csv" --validation "$OUT/validation.csv" \
     --sentiment-column airline_sentiment --pain-points-column negativereason --none-label "Can't Tell" \
     --student-layers "$n" --epochs 4 --patience 2 --pain-point-loss-weight 3 --pain-point-ranking-weight 1 \
-    --threshold-shrinkage 100 --label "fast, $n layers" --output "$OUT/student-$n" --no-progress 2> "$OUT/student-$n.log"
+    --threshold-shrinkage 100 ${EMBEDDING_WEIGHT:+--embedding-weight "$EMBEDDING_WEIGHT"} --label "fast, $n layers" \
+    --output "$OUT/student-$n" --no-progress 2> "$OUT/student-$n.log"
   grep -E "done in|Maximum resident" "$OUT/student-$n.log"
 done
 students=()

@@ -138,13 +138,13 @@ def report_fast(args: argparse.Namespace, folder: Path, texts: list[str], main_m
     layers = fast["torch"].encoder.config.num_hidden_layers
     for backend, model in fast.items():
         speed = texts_per_second(lambda t, m=model: m.predict_proba(t, batch_size=args.batch_size), texts, args.repeats)
-        print(f"fast model ({layers} layers) {backend:>9}: {speed:8.1f} texts/s   x{speed / main_speed:.2f} the main "
+        print(f"{folder.name} ({layers} layers) {backend:>9}: {speed:8.1f} texts/s   x{speed / main_speed:.2f} the main "
               f"model's fp32 torch (target for the fast tier: >= 2.5)")
     if args.quality_data:
         reference = quality(main_model, args.quality_data)
         for backend, model in fast.items():
             q = quality(model, args.quality_data)
-            print(f"fast model {backend:>9}: sentiment accuracy {q['sentiment_accuracy']:.4f} "
+            print(f"{folder.name} {backend:>9}: sentiment accuracy {q['sentiment_accuracy']:.4f} "
                   f"({100 * (q['sentiment_accuracy'] - reference['sentiment_accuracy']):+.1f} points), pain-point "
                   f"micro-F1 {q['pain_point_micro_f1']:.4f} "
                   f"({100 * (q['pain_point_micro_f1'] - reference['pain_point_micro_f1']):+.1f} points) against the "

@@ -37,6 +37,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                          help=f"softens the teacher's answers (default: {defaults.temperature})")
     distill.add_argument("--gold-weight", type=float, default=None,
                          help=f"share of the loss from gold labels, on rows that have them (default: {defaults.gold_weight})")
+    distill.add_argument("--embedding-weight", type=float, default=None,
+                         help="weight of the loss that pulls the student's text vectors toward the teacher's "
+                              f"(default: {defaults.embedding_weight})")
     add_config_flags(distill)
     add_column_flags(distill)
     distill.set_defaults(handler=run)
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> None:
 
     config = training_config(args)
     distillation = DistillationConfig(**{name: value for name, value in (
-        ("temperature", args.temperature), ("gold_weight", args.gold_weight)) if value is not None})
+        ("temperature", args.temperature), ("gold_weight", args.gold_weight),
+        ("embedding_weight", args.embedding_weight)) if value is not None})
     teacher = load_teacher(args.teacher, device=config.device)
     mapping = column_mapping(args)
     unmapped = sorted({h.name for h in teacher.config.heads} - {h.name for h in mapping.heads})
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> None:
         "distilled_from": {"teacher": teacher.version, "teacher_base_model": teacher.config.base_model,
                            "teacher_label": teacher.config.label, "unlabelled_files": [p.name for p in args.unlabelled],
                            "unlabelled_rows": len(unlabelled), "temperature": distillation.temperature,
-                           "gold_weight": distillation.gold_weight, "student_layers": args.student_layers},
+                           "gold_weight": distillation.gold_weight, "embedding_weight": distillation.embedding_weight,
+                           "student_layers": args.student_layers},
     }
     logger.info("distilling %s into %s: %d labelled and %d unlabelled rows, validating on %d", teacher.version,
                 student.config.base_model, len(train_examples), len(unlabelled), len(validation_examples))

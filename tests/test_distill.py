@@ -19,7 +19,8 @@ from earshot.cli import main
 from earshot.model import EarshotModel
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 from earshot.training.data import DataError, read_texts
-from earshot.training.distill import DistillationConfig, DistillationTrainer, soften, student_from_layers
+from earshot.training.distill import (DistillationConfig, DistillationTrainer, embedding_loss, soften,
+                                     student_from_layers)
 
 MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
                                HeadColumn("pain_points", "multi", "pain_points")))
@@ -55,6 +56,11 @@ def _fresh_student(tiny_base: Path, teacher: EarshotModel, seed: int = 1) -> Ear
     return EarshotModel.from_base(str(tiny_base), teacher.config.heads, max_length=32)
 
 
+def _cosine(a: EarshotModel, b: EarshotModel, texts: list[str]) -> float:
+    ea, eb = a.embed(texts), b.embed(texts)
+    return float(np.mean(np.sum(ea * eb, axis=1) / (np.linalg.norm(ea, axis=1) * np.linalg.norm(eb, axis=1))))
+
+
 def _distance(a: EarshotModel, b: EarshotModel, texts: list[str]) -> float:
     pa, pb = a.predict_proba(texts), b.predict_proba(texts)
     return float(np.mean([np.abs(pa[h.name] - pb[h.name]).mean() for h in a.config.heads]))
@@ -75,9 +81,38 @@ def test_the_students_answers_move_toward_the_teachers(tiny_base: Path, teacher_
     assert after < 0.5 * before, (before, after)
     saved = EarshotModel.from_pretrained(tmp_path / "s", device="cpu")
     assert saved.config.provenance["teacher"] == teacher.version
-    assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0}
+    assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0, "embedding_weight": 0.0}
     pain = saved.config.head("pain_points")
     assert pain.thresholds != {label: 0.5 for label in pain.labels}  # tuned on the validation gold, as train does
+
+
+def test_the_embedding_term_pulls_the_students_text_vectors_toward_the_teachers(
+        tiny_base: Path, teacher_dir: Path, feedback_csv: Path, tmp_path: Path) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    train, validation = _split(feedback_csv)
+    texts = [e.text for e in validation]
+    cosines = {}
+    for weight in (0.0, 5.0):
+        student = _fresh_student(tiny_base, teacher)
+        DistillationTrainer(student, teacher, train, validation, _config(tmp_path / f"w{weight}", epochs=4),
+                            DistillationConfig(embedding_weight=weight)).train()
+        cosines[weight] = _cosine(EarshotModel.from_pretrained(tmp_path / f"w{weight}", device="cpu"), teacher, texts)
+    assert cosines[5.0] > cosines[0.0] + 0.05, cosines
+
+
+def test_embedding_loss_compares_vectors_or_for_other_widths_their_similarities() -> None:
+    torch.manual_seed(0)
+    student = torch.randn(6, 4)
+    assert float(embedding_loss(student, 3 * student)) == pytest.approx(0.0, abs=1e-6)
+    assert float(embedding_loss(student, -student)) == pytest.approx(2.0, abs=1e-6)
+    # A wider teacher with the same geometry (an orthonormal map of the student's vectors) costs nothing;
+    # shuffled rows change which texts resemble which, and cost something.
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8))
+    wider = torch.cat([student, torch.zeros(6, 4)], dim=1) @ rotation
+    assert float(embedding_loss(student, wider)) == pytest.approx(0.0, abs=1e-6)
+    assert float(embedding_loss(student, wider[torch.tensor([1, 0, 3, 2, 5, 4])])) > 0.01
+    with pytest.raises(ValueError, match="embedding_weight must be >= 0, got -1"):
+        DistillationConfig(embedding_weight=-1)
 
 
 @pytest.mark.integration

@@ -6,7 +6,11 @@ student then trains as in :class:`~earshot.training.Trainer`, with each head's l
 - the teacher's answer softened by a temperature ``T`` (Hinton et al. 2015): for a single head the
   KL divergence between the two softmaxes at ``T``, for a multi head each label's sigmoid at ``T`` as a
   soft target; both times ``T**2`` so that the gradient's size does not depend on ``T``;
-- the usual loss on the gold labels, on the rows that have them.
+- the usual loss on the gold labels, on the rows that have them;
+- optionally the teacher's pooled text vector (``embedding_weight``): a student as wide as its teacher
+  learns the vector itself (1 - cosine); a narrower one learns how the texts of a batch resemble each
+  other (the batch's cosine-similarity matrix, Tung & Mori 2019), which needs no projection layer.
+  Off by default: on the airline fast tier it did not help (docs/experiments.md).
 
 Validation (gold labels) chooses the epoch and tunes the multi heads' thresholds, as ``train`` does.
 A student can be a fresh base encoder or the first N layers of the teacher's (or a base) encoder:
@@ -37,6 +41,7 @@ from torch.nn import functional as F
 
 from earshot.files import atomic_path, sha256
 from earshot.model import SINGLE, EarshotModel
+from earshot.model.modeling import EMBEDDING, probabilities
 from earshot.model.runners import TorchRunner
 
 from .config import TrainingConfig
@@ -54,7 +59,9 @@ class DistillationConfig:
     """How the teacher's answers weigh against the gold labels.
 
     ``temperature``: softens the teacher's answers (1: as they are); ``gold_weight``: share of each
-    head's loss that comes from gold labels on the rows that have them (0: the teacher alone).
+    head's loss that comes from gold labels on the rows that have them (0: the teacher alone);
+    ``embedding_weight``: weight of the term that pulls the student's text vectors toward the
+    teacher's (0: heads only).
 
     Example:
         >>> DistillationConfig(temperature=2.0, gold_weight=0.5).temperature
@@ -63,12 +70,15 @@ class DistillationConfig:
 
     temperature: float = 2.0
     gold_weight: float = 0.5
+    embedding_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0.0 <= self.gold_weight <= 1.0:
             raise ValueError(f"gold_weight must be from 0 to 1, got {self.gold_weight!r}")
+        if not self.embedding_weight >= 0.0:
+            raise ValueError(f"embedding_weight must be >= 0, got {self.embedding_weight!r}")
 
 
 def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
@@ -129,40 +139,43 @@ class DistillationTrainer(Trainer):
         self.distillation = distillation or DistillationConfig()
         self._soft: dict[str, torch.Tensor] = {}
         self._labelled: dict[str, torch.Tensor] = {}
+        self._teacher_embedding = torch.zeros(0)
 
     def few_shot(self) -> bool:
         return False
 
     def train(self, resume: bool = False):  # type: ignore[override]
-        probabilities = self._teacher_probabilities(resume)
+        answers = self._teacher_answers(resume)
         temperature = self.distillation.temperature
         for head in self.model.config.heads:
-            soft = soften(probabilities[head.name], head.kind, temperature)
+            soft = soften(answers[head.name], head.kind, temperature)
             self._soft[head.name] = torch.from_numpy(soft).to(self.device)
             # A multi head's gold is "none of its labels" unless the row leaves the head out entirely.
             self._labelled[head.name] = torch.tensor([e.labels.get(head.name) is not None
                                                       for e in self.train_examples], dtype=torch.bool)
+        self._teacher_embedding = torch.from_numpy(answers[EMBEDDING]).to(self.device)
         return super().train(resume=resume)
 
-    def _teacher_probabilities(self, resume: bool) -> dict[str, np.ndarray]:
-        """The teacher's probabilities for every training text, read back on resume when they are the
-        same teacher's answers for the same texts."""
+    def _teacher_answers(self, resume: bool) -> dict[str, np.ndarray]:
+        """The teacher's probabilities (by head name) and text vectors (``embedding``) for every
+        training text, read back on resume when they are the same teacher's answers for the same texts."""
         texts = [e.text for e in self.train_examples]
         key = sha256(self.teacher.version or "", *texts)
         cache = self.checkpoint_dir / TEACHER_FILE
         if resume and cache.is_file():
             stored = load_file(cache)
-            if bytes(stored.pop("__key__")).decode() == key:
+            if bytes(stored.pop("__key__")).decode() == key and EMBEDDING in stored:
                 logger.info("resume: the teacher's answers read from %s", cache)
                 return stored
         logger.info("the teacher (%s) labels %d training texts", self.teacher.version, len(texts))
-        answers = self.teacher.predict_proba(texts)
-        probabilities = {head.name: np.ascontiguousarray(answers[head.name], dtype=np.float32)
-                         for head in self.model.config.heads}
+        outputs, _ = self.teacher.run(texts)
+        answers = {head.name: probabilities(head, outputs[head.name]) for head in self.model.config.heads}
+        answers[EMBEDDING] = outputs[EMBEDDING]
+        answers = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in answers.items()}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
-            save_file({**probabilities, "__key__": np.frombuffer(key.encode(), dtype=np.uint8).copy()}, str(tmp))
-        return probabilities
+            save_file({**answers, "__key__": np.frombuffer(key.encode(), dtype=np.uint8).copy()}, str(tmp))
+        return answers
 
     def _losses(self, targets: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
         # Class weights count the rows with gold only: unlabelled rows are not "none of the labels".
@@ -185,8 +198,12 @@ class DistillationTrainer(Trainer):
             else:
                 part = self.config.multi_label_loss_weight * F.binary_cross_entropy_with_logits(logits, soft)
             soft_loss = soft_loss + temperature ** 2 * part
+        vector_loss = soft_loss.new_zeros(())
+        if self.distillation.embedding_weight:
+            vector_loss = self.distillation.embedding_weight * embedding_loss(
+                outputs[EMBEDDING].float(), self._teacher_embedding[rows.to(self.device)])
         if weight == 0:
-            return soft_loss
+            return soft_loss + vector_loss
         gold_loss = soft_loss.new_zeros(())
         for head in self.model.config.heads:
             # Gold counts on the rows that have this head's labels (unlabelled rows have none).
@@ -195,7 +212,21 @@ class DistillationTrainer(Trainer):
                 gold = targets[head.name][rows[keep]].to(self.device)
                 gold_loss = gold_loss + self._head_loss(head, outputs[head.name][keep.to(self.device)].float(), gold,
                                                         losses[head.name])
-        return weight * gold_loss + (1 - weight) * soft_loss
+        return weight * gold_loss + (1 - weight) * soft_loss + vector_loss
+
+
+def embedding_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """How far a batch of student text vectors is from the teacher's: ``1 - cosine`` when both are
+    as wide, else the mean squared difference of the two batch cosine-similarity matrices.
+
+    Example:
+        >>> float(embedding_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])))
+        0.0
+    """
+    if student.shape[-1] == teacher.shape[-1]:
+        return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+    student, teacher = F.normalize(student, dim=-1), F.normalize(teacher, dim=-1)
+    return F.mse_loss(student @ student.T, teacher @ teacher.T)
 
 
 def soften(probabilities: np.ndarray, kind: str, temperature: float) -> np.ndarray:
