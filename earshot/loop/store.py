@@ -297,20 +297,23 @@ class _Listed:
 
     def __init__(self, similar_above: float) -> None:
         self.similar_above = similar_above
-        self._vectors: dict[str, list[np.ndarray]] = {}
-        self._stacked: dict[str, np.ndarray] = {}
+        self._rows: dict[str, np.ndarray] = {}  # grown by doubling, so adding stays cheap
+        self._count: dict[str, int] = {}
 
     def add(self, version: str, vector: np.ndarray) -> None:
-        self._vectors.setdefault(version, []).append(vector)
-        self._stacked.pop(version, None)
+        rows, count = self._rows.get(version), self._count.get(version, 0)
+        if rows is None or rows.shape[1] != len(vector):
+            rows, count = np.empty((64, len(vector)), dtype=np.float32), 0
+        elif count == len(rows):
+            rows = np.concatenate([rows, np.empty_like(rows)])
+        rows[count] = vector
+        self._rows[version], self._count[version] = rows, count + 1
 
     def near(self, version: str, vector: np.ndarray) -> bool:
-        vectors = self._vectors.get(version)
-        if not vectors or len(vectors[0]) != len(vector):
+        rows, count = self._rows.get(version), self._count.get(version, 0)
+        if rows is None or count == 0 or rows.shape[1] != len(vector):
             return False
-        if version not in self._stacked:
-            self._stacked[version] = np.stack(vectors)
-        return bool((self._stacked[version] @ vector).max() >= self.similar_above)
+        return bool((rows[:count] @ vector).max() >= self.similar_above)
 
 
 def unit_vector(vector: np.ndarray | None) -> np.ndarray | None:
