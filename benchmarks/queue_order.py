@@ -85,8 +85,10 @@ def main() -> None:
         labelled, stream = split.team(seed, args.per_label, args.stream)
         texts = [e.text for e in stream]
         predictions = model.predict(texts)
-        vectors = {name: model.embed([e.text for e in rows]) for name, rows in
-                   (("labelled", labelled), ("stream", stream), ("test", split.test))}
+        # The stream's vectors come with its predictions (one pass); the other rows need a pass of their own.
+        vectors = {"stream": np.stack([p.vector for p in predictions]),
+                   **{name: model.embed([e.text for e in rows]) for name, rows in
+                      (("labelled", labelled), ("test", split.test))}}
         gold = {name: np.array([labels[e.labels[HEAD]] for e in rows]) for name, rows in
                 (("labelled", labelled), ("stream", stream), ("test", split.test))}
 

@@ -316,13 +316,11 @@ class _Listed:
         return bool((rows[:count] @ vector).max() >= self.similar_above)
 
 
-def unit_vector(vector: np.ndarray | None) -> np.ndarray | None:
-    """``vector`` scaled to length 1, as float32 (None stays None; a zero vector stays zero)."""
-    if vector is None:
-        return None
+def _blob(vector: np.ndarray) -> bytes:
+    """``vector`` scaled to length 1 (a zero vector stays zero), as float16 bytes; ``_vector`` reads it."""
     vector = np.asarray(vector, dtype=np.float32).ravel()
     norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
+    return (vector / norm if norm > 0 else vector).astype(np.float16).tobytes()
 
 
 def _vector(blob: bytes | None) -> np.ndarray | None:
@@ -351,7 +349,7 @@ def _item_row(item: QueuedItem, key: str) -> dict[str, Any]:
             "priority": float(item.priority), "sampled": bool(item.sampled),
             "meta": json.dumps(item.meta, ensure_ascii=False) if item.meta is not None else None,
             "created_at": item.created_at, "state": item.state,
-            "vector": None if item.vector is None else unit_vector(item.vector).astype(np.float16).tobytes()}
+            "vector": None if item.vector is None else _blob(item.vector)}
 
 
 def _item(row: Any) -> QueuedItem:
