@@ -41,6 +41,8 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     assert (out / "confusion_sentiment.png").stat().st_size > 1000
     card = (out / "README.md").read_text()
     assert "## Metrics on `feedback.csv`" in card and "| late |" in card and "## Limits" in card
+    # evaluate runs the service's backend choice (auto: int8 on the CPU), and the card says which it was
+    assert metrics["backend"] == "onnx-int8" and "rows, backend onnx-int8, evaluated" in card
 
     unlabelled = tmp_path / "unlabelled.csv"
     pd.read_csv(feedback_csv, keep_default_na=False)[["text"]].to_csv(unlabelled, index=False)
@@ -126,6 +128,21 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(feedback_csv: Path, tiny
     resumed = EarshotModel.from_pretrained(killed).predict_proba(texts)
     for head in ("sentiment", "pain_points"):
         np.testing.assert_allclose(resumed[head], expected[head], atol=1e-5)
+
+
+def test_a_resumed_run_counts_the_time_before_the_interruption(feedback_csv: Path, tiny_base: Path,
+                                                                tmp_path: Path) -> None:
+    """The model card's training time is the whole cost, not the last run's share of it."""
+    out = tmp_path / "m"
+    assert main([*_train_args(feedback_csv, tiny_base, out), "--keep-checkpoints"]) == 0
+    state_file = out / "checkpoints" / "epoch-0002" / "state.json"
+    meta = json.loads(state_file.read_text())
+    assert meta["training_state"]["seconds"] > 0
+    meta["training_state"]["seconds"] = 1000.0  # as if the first run had trained for 1,000 s before a kill
+    state_file.write_text(json.dumps(meta))
+    assert main([*_train_args(feedback_csv, tiny_base, out), "--keep-checkpoints", "--resume"]) == 0
+    seconds = EarshotModel.from_pretrained(out).config.provenance["training_seconds"]
+    assert 1000.0 <= seconds < 1100.0
 
 
 def test_split_keeps_every_row_and_column_and_stratifies(feedback_csv: Path, tmp_path: Path) -> None:

@@ -179,6 +179,11 @@ def test_cli_distills_a_layer_student_with_unlabelled_texts(teacher_dir: Path, f
     assert distilled["teacher"] == EarshotModel.from_pretrained(teacher_dir).version
     assert (distilled["student_layers"], distilled["unlabelled_rows"]) == (1, 3)
     assert "first 1 layers" in student.config.base_model
+    # The model card names the teacher (earshot evaluate writes it into the model folder).
+    assert main(["evaluate", "--model", str(tmp_path / "fast"), "--data", str(feedback_csv), "--sentiment-column",
+                 "sentiment", "--pain-points-column", "pain_points"]) == 0
+    card = (tmp_path / "fast" / "README.md").read_text(encoding="utf-8")
+    assert f"Distilled from teacher `{distilled['teacher']}`" in card and "3 unlabelled rows" in card
 
 
 def test_bad_distillation_input_is_named(teacher_dir: Path, feedback_csv: Path, tmp_path: Path,

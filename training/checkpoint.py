@@ -32,6 +32,9 @@ class TrainingState:
     bad_epochs: int
     history: list[dict[str, Any]]
     fingerprint: dict[str, Any]
+    # Seconds of training up to this state, summed over interrupted runs (checkpoints written before
+    # this field existed read as 0).
+    seconds: float = 0.0
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

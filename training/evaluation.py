@@ -46,7 +46,7 @@ def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
         metrics["confusion_matrix"] = _top_label_confusion(gold.astype(bool), scores, thresholds, head.labels)
         results[head.name] = metrics
     return {"data_file": Path(data.source).name, "rows": len(data.examples), "rows_skipped": len(data.skipped),
-            "model_version": model.version,
+            "model_version": model.version, "backend": model.backend,
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": results}
 
 
@@ -116,6 +116,17 @@ def _describe_head(head: Head) -> str:
             + ", ".join(f"{label} (threshold {head.thresholds[label]:.2f})" for label in head.labels) + ".")
 
 
+def _distillation_lines(teacher: dict[str, Any] | None) -> list[str]:
+    """The card's line for a student (``earshot distill``): which teacher it learned from, and how."""
+    if not teacher:
+        return []
+    unlabelled = teacher.get("unlabelled_rows") or 0
+    label = f" ({teacher['teacher_label']})" if teacher.get("teacher_label") else ""
+    return [f"- Distilled from teacher `{teacher.get('teacher')}`{label}, base `{teacher.get('teacher_base_model')}`: "
+            f"temperature {teacher.get('temperature')}, gold-label weight {teacher.get('gold_weight')}"
+            + (f", {unlabelled} unlabelled rows" if unlabelled else "") + "."]
+
+
 def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
     """The model folder's README.md: data and licence, heads, metrics, intended use and limits."""
     config = model.config
@@ -142,8 +153,10 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         f"validation (early stopping, threshold tuning); {provenance.get('rows_skipped', 0)} skipped.",
         f"- Best epoch {provenance.get('best_epoch', '?')} of {provenance.get('epochs_run', '?')}, trained in "
         f"{provenance.get('training_seconds', '?')} s on {provenance.get('trained_on', 'CPU')}.",
+        *_distillation_lines(provenance.get("distilled_from")),
         "",
-        f"## Metrics on `{metrics['data_file']}` ({metrics['rows']} rows, evaluated {metrics['evaluated_at']})",
+        f"## Metrics on `{metrics['data_file']}` ({metrics['rows']} rows, "
+        + (f"backend {metrics['backend']}, " if metrics.get("backend") else "") + f"evaluated {metrics['evaluated_at']})",
     ]
     if metrics["data_file"] in (provenance.get("validation_file"), provenance.get("data_file")):
         lines += ["", "*These rows were seen in training (as training data, or as the validation data that chose the "

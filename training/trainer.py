@@ -98,6 +98,8 @@ class Trainer:
                               fingerprint=self._fingerprint())
         if resume:
             state = self._resume(model, optimizer, scheduler, state)
+        # A resumed run's time counts from the first run's start: the model card gives the whole cost.
+        started -= state.seconds
         if few_shot and not state.history:
             # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
             # so fine-tuning after it is kept only where it scores better.
@@ -107,6 +109,7 @@ class Trainer:
                 progress=self.config.progress)
             fit_heads(model, self.train_examples, c=self.config.head_fit_c)
             self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
+            state.seconds = time.monotonic() - started
             save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
         losses = self._losses(targets)
         use_amp = self.config.mixed_precision and self.device.type == "cuda"
@@ -135,6 +138,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.close()
             self._end_epoch(epoch, running, state)
+            state.seconds = time.monotonic() - started
             save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
 
         return self._finish(state, time.monotonic() - started)
