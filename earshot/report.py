@@ -200,6 +200,9 @@ def _multi_chart(tally: Tally, head: str, moods: list[str]) -> str:
         axes.barh(ranked, values, left=left, color=_colour(mood, i), label=mood if tally.heads.mood else None)
         left += values
     axes.invert_yaxis()
+    # Set, not autoscaled: a zero-width last segment pins the axis to the longest bar's end (its sticky
+    # edge), so the top bar would touch the frame.
+    axes.set_xlim(0, max(float(left.max(initial=0.0)), 1.0) * 1.05)
     axes.set_xlabel(f"texts ({title(head).lower()})")
     if tally.heads.mood:
         axes.legend(fontsize=8, loc="lower right")

@@ -106,3 +106,21 @@ def test_report_renders_in_headless_chromium(scored: Path, tiny_model: EarshotMo
     colours = image.getcolors(maxcolors=1 << 16)
     assert image.size == (1200, 2400)
     assert colours is None or len(colours) > 50  # a rendered page, not a blank one
+
+
+def test_every_bar_chart_leaves_room_past_its_longest_bar(scored: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stacked bar whose last segment is empty must not touch the chart's frame."""
+    import earshot.report as report
+
+    figures: list = []
+    monkeypatch.setattr(report, "_png", lambda figure: figures.append(figure) or "")
+    build_report(scored, tmp_path / "report.html")
+    checked = 0
+    for figure in figures:
+        for axes in figure.axes:
+            ends = [patch.get_x() + patch.get_width() for patch in axes.patches]
+            if ends:
+                assert axes.get_xlim()[1] > max(ends), axes.get_xlabel()
+                checked += 1
+    assert checked >= 2  # the sentiment mix and each multi head's volume chart
