@@ -104,11 +104,12 @@ def free_port() -> int:
 class Server:
     """``earshot serve`` in its own process group, ready when /readyz says so."""
 
-    def __init__(self, registry: Path, store: Path, log: Path, top_share: float) -> None:
+    def __init__(self, registry: Path, store: Path, log: Path, top_share: float, similar: float | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, "EARSHOT_RELOAD_SECONDS": "1",
-               "EARSHOT_CAPTURE_TOP": str(top_share)}
+               "EARSHOT_CAPTURE_TOP": str(top_share),
+               **({"EARSHOT_REVIEW_SIMILAR": str(similar)} if similar is not None else {})}
         self.log = open(log, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "earshot.cli", "serve", "--registry", str(registry), "--feedback-db", str(store),
@@ -161,14 +162,15 @@ def settled_counts(client: httpx.Client) -> dict[str, int]:
 
 
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
-                 gold: dict[str, str], answers: int, pool: float, before_version: str, log: Path) -> dict[str, Any]:
+                 gold: dict[str, str], answers: int, pool: float, before_version: str, log: Path,
+                 similar: float | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     registry, store = work / "registry", work / f"feedback-{strategy}.db"
     for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
         leftover.unlink(missing_ok=True)  # a rerun in the same --work starts from an empty store
     started = time.monotonic()
     top_share = round(min(1.0, pool * answers / len(stream)), 4)
-    server = Server(registry, store, log, top_share)
+    server = Server(registry, store, log, top_share, similar)
     timings["serve_ready"] = time.monotonic() - started
     try:
         with httpx.Client(base_url=server.base) as client:
@@ -214,7 +216,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
         server.stop()
     accuracy = report["heads"][HEAD]["accuracy"]
     return {"strategy": strategy, "seed": seed, "answers": len(chosen), "queue_waiting": counts["waiting"],
-            "capture_top_share": top_share,
+            "capture_top_share": top_share, "review_similar": similar,
             "stream": len(stream), "queue_reasons": dict(reasons), "queue_model_wrong": changed,
             "before": round(accuracy["current"], 4), "after": round(accuracy["candidate"], 4),
             "delta": round(accuracy["delta"], 4), "interval": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
@@ -253,6 +255,8 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=500)
     parser.add_argument("--pool", type=float, default=2.0,
                         help="the capture's top share is this many times --answers / --stream")
+    parser.add_argument("--similar", type=float, default=None,
+                        help="the service's EARSHOT_REVIEW_SIMILAR (unset: the service's default)")
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--dev-fraction", type=float, default=0.05)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -281,7 +285,7 @@ def main() -> None:
         before_version = (work / "registry" / "current").read_text().strip()
         for strategy in args.strategy:
             result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, args.pool, before_version,
-                                  log)
+                                  log, args.similar)
             result["seconds"]["initial_train"] = round(train_seconds, 1)
             result["labelled_rows"] = len(labelled)
             print(json.dumps(result), flush=True)
