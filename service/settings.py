@@ -24,7 +24,7 @@
 | EARSHOT_CAPTURE_TOP         | 0.05                   | queue answers among this most uncertain share of the last 2,000 |
 | EARSHOT_CAPTURE_SAMPLE      | 0.02                   | share of all answers queued at random (accuracy estimate) |
 | EARSHOT_CAPTURE_IDS         | 1                      | keep each answer sent with an id, so /corrections can name it by id |
-| EARSHOT_REVIEW_SIMILAR      | 0.9                    | queue order: a text this close (cosine) to one listed before it or reviewed lately goes behind the rest; 1: off |
+| EARSHOT_REVIEW_SIMILAR      | 0.85                   | queue order: a text this close (cosine) to one listed before it or reviewed lately goes behind the rest; 1: off |
 | EARSHOT_CAPTURE_DISAGREE    | sentiment=positive>pain_points,sentiment=negative>praise_points | heads that contradict each other |
 """
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from earshot.loop.capture import CapturePolicy, Disagreement
+from earshot.loop.store import SIMILAR_ABOVE
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type = int, minimum: float = 1,
@@ -87,7 +88,7 @@ class Settings:
     feedback_db: str | None = None
     retention_days: int | None = None
     capture: CapturePolicy = field(default_factory=CapturePolicy)
-    review_similar: float = 0.9
+    review_similar: float = SIMILAR_ABOVE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -117,7 +118,7 @@ class Settings:
             reload_seconds=_int(env, "EARSHOT_RELOAD_SECONDS", 2),
             feedback_db=env.get("EARSHOT_FEEDBACK_DB") or None,
             retention_days=_int(env, "EARSHOT_RETENTION_DAYS", 0) if env.get("EARSHOT_RETENTION_DAYS") else None,
-            review_similar=_number(env, "EARSHOT_REVIEW_SIMILAR", 0.9, float, 0.01, 1.0),
+            review_similar=_number(env, "EARSHOT_REVIEW_SIMILAR", SIMILAR_ABOVE, float, 0.01, 1.0),
             capture=CapturePolicy(
                 margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),
                 confidence_below=_share(env, "EARSHOT_CAPTURE_CONFIDENCE", 0.5),

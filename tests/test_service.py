@@ -177,7 +177,7 @@ def test_settings_reject_bad_values() -> None:
         Settings.from_env({"EARSHOT_CAPTURE_TOP": "2"})
     assert Settings.from_env({"EARSHOT_CAPTURE_TOP": "0.25"}).capture.top_share == 0.25
     assert (Settings.from_env({}).review_similar, Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "1"}).review_similar) \
-        == (0.9, 1.0)
+        == (0.85, 1.0)
     with pytest.raises(ValueError, match=r"EARSHOT_REVIEW_SIMILAR=0.0 must be at least 0.01"):
         Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "0"})
 

@@ -105,6 +105,11 @@ class Correction:
     created_at: float = field(default_factory=time.time)
 
 
+# The queue's near-duplicate cosine (EARSHOT_REVIEW_SIMILAR): on the Banking77 loop 0.85 beat 0.9 and
+# 0.95 (docs/experiments.md); a near-duplicate only goes behind, it is never dropped.
+SIMILAR_ABOVE = 0.85
+
+
 class FeedbackStore:
     """The review queue and the corrections, in SQLite or any SQLAlchemy database.
 
@@ -115,7 +120,7 @@ class FeedbackStore:
 
     # Engines are made with hide_parameters: a database error's message would otherwise quote the
     # feedback text it failed to write, and end up in the logs.
-    def __init__(self, engine: sa.Engine, similar_above: float = 0.9) -> None:
+    def __init__(self, engine: sa.Engine, similar_above: float = SIMILAR_ABOVE) -> None:
         if not 0.0 < similar_above <= 1.0:
             raise ValueError(f"similar_above must be over 0 and at most 1, got {similar_above!r}")
         self.engine = engine
@@ -124,7 +129,7 @@ class FeedbackStore:
         _add_missing_columns(engine)
 
     @classmethod
-    def open(cls, where: str | Path, similar_above: float = 0.9) -> "FeedbackStore":
+    def open(cls, where: str | Path, similar_above: float = SIMILAR_ABOVE) -> "FeedbackStore":
         """A path (SQLite file, created when missing) or an SQLAlchemy URL such as ``postgresql+psycopg://...``."""
         text = str(where)
         if "://" not in text:
