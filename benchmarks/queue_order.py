@@ -12,7 +12,7 @@ labelled rows plus the reviewed texts, and scored on the test rows, beside the s
 (docs/review-loop.md).
 
     python benchmarks/queue_order.py --data ../shared/data/banking77/train.csv --work /tmp/loop/work \\
-        --seed 1 2 3 --pool 1 2 --similar 1.0 0.9
+        --seed 1 2 3 --pool 1 2 --similar 1.0 0.85
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.closed_loop import HEAD, LoopSplit  # noqa: E402
 from earshot.loop.capture import CapturePolicy  # noqa: E402
-from earshot.loop.store import FeedbackStore, QueuedItem  # noqa: E402
+from earshot.loop.store import SIMILAR_ABOVE, FeedbackStore, QueuedItem  # noqa: E402
 from earshot.model import EarshotModel, Prediction  # noqa: E402
 from earshot.training.few_shot import fit_logistic  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="closed_loop.py's --work, with seedN/initial")
     parser.add_argument("--seed", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--pool", type=float, nargs="+", default=[1.0, 2.0])
-    parser.add_argument("--similar", type=float, nargs="+", default=[1.0, 0.9])
+    parser.add_argument("--similar", type=float, nargs="+", default=[1.0, SIMILAR_ABOVE])
     parser.add_argument("--per-label", type=int, default=10)
     parser.add_argument("--stream", type=int, default=3000)
     parser.add_argument("--answers", type=int, default=500)

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from earshot.files import atomic_path, sha256
 from earshot.model import SINGLE, EarshotModel
-from earshot.model.modeling import EMBEDDING, probabilities
+from earshot.model.modeling import EMBEDDING
 from earshot.model.runners import TorchRunner
 
 from .config import TrainingConfig
@@ -168,10 +168,9 @@ class DistillationTrainer(Trainer):
                 logger.info("resume: the teacher's answers read from %s", cache)
                 return stored
         logger.info("the teacher (%s) labels %d training texts", self.teacher.version, len(texts))
-        outputs, _ = self.teacher.run(texts)
-        answers = {head.name: probabilities(head, outputs[head.name]) for head in self.model.config.heads}
-        answers[EMBEDDING] = outputs[EMBEDDING]
-        answers = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in answers.items()}
+        given = self.teacher.predict_proba(texts)  # one pass: every head's probabilities and the text vectors
+        answers = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in
+                   [*given.scores.items(), (EMBEDDING, given.embeddings)]}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             save_file({**answers, "__key__": np.frombuffer(key.encode(), dtype=np.uint8).copy()}, str(tmp))

@@ -100,6 +100,11 @@ class Trainer:
             state = self._resume(model, optimizer, scheduler, state)
         # A resumed run's time counts from the first run's start: the model card gives the whole cost.
         started -= state.seconds
+
+        def checkpoint() -> None:
+            state.seconds = time.monotonic() - started
+            save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
+
         if few_shot and not state.history:
             # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
             # so fine-tuning after it is kept only where it scores better.
@@ -109,8 +114,7 @@ class Trainer:
                 progress=self.config.progress)
             fit_heads(model, self.train_examples, c=self.config.head_fit_c)
             self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
-            state.seconds = time.monotonic() - started
-            save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
+            checkpoint()
         losses = self._losses(targets)
         use_amp = self.config.mixed_precision and self.device.type == "cuda"
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -138,8 +142,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.close()
             self._end_epoch(epoch, running, state)
-            state.seconds = time.monotonic() - started
-            save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
+            checkpoint()
 
         return self._finish(state, time.monotonic() - started)
 
