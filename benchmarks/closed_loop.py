@@ -13,8 +13,10 @@ server:
 3. A scripted reviewer answers ``--answers`` items with their gold labels through ``POST /corrections``:
    ``queue``: the first items of ``GET /review/queue``; ``random``: items drawn at random from the
    stream (corrected by the id they were classified with).
-4. ``earshot retrain``, ``earshot compare`` on the test rows, ``earshot promote`` (the server must
-   then report the new version at ``GET /model``), ``earshot rollback`` for the next strategy.
+4. ``earshot retrain`` on all the answers (``--holdout-fraction 0``: the comparison runs on the test
+   rows, so a correction held out would be a review thrown away), ``earshot compare`` on the test rows,
+   ``earshot promote`` (the server must then report the new version at ``GET /model``), ``earshot
+   rollback`` for the next strategy.
 
 One JSON line per seed and strategy: top-1 on the test rows before and after, the compare report's
 interval, the queue's size and reasons, seconds per step.
@@ -163,7 +165,7 @@ def settled_counts(client: httpx.Client) -> dict[str, int]:
 
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
                  gold: dict[str, str], answers: int, pool: float, before_version: str, log: Path,
-                 similar: float | None = None) -> dict[str, Any]:
+                 similar: float | None = None, holdout: float = 0.0) -> dict[str, Any]:
     timings: dict[str, float] = {}
     registry, store = work / "registry", work / f"feedback-{strategy}.db"
     for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
@@ -200,7 +202,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
             started = time.monotonic()
             earshot("retrain", "--data", str(files["train"]), "--validation", str(files["dev"]), "--feedback-db",
                     str(store), "--head", f"{HEAD}:single:category", "--output", str(candidate), "--registry",
-                    str(registry), "--seed", str(seed), "--no-progress", log=log)
+                    str(registry), "--seed", str(seed), "--holdout-fraction", str(holdout), "--no-progress", log=log)
             timings["retrain"] = time.monotonic() - started
             report_file = work / f"compare-{strategy}.json"
             started = time.monotonic()
@@ -216,7 +218,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
         server.stop()
     accuracy = report["heads"][HEAD]["accuracy"]
     return {"strategy": strategy, "seed": seed, "answers": len(chosen), "queue_waiting": counts["waiting"],
-            "capture_top_share": top_share, "review_similar": similar,
+            "capture_top_share": top_share, "review_similar": similar, "holdout_fraction": holdout,
             "stream": len(stream), "queue_reasons": dict(reasons), "queue_model_wrong": changed,
             "before": round(accuracy["current"], 4), "after": round(accuracy["candidate"], 4),
             "delta": round(accuracy["delta"], 4), "interval": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
@@ -257,6 +259,8 @@ def main() -> None:
                         help="the capture's top share is this many times --answers / --stream")
     parser.add_argument("--similar", type=float, default=None,
                         help="the service's EARSHOT_REVIEW_SIMILAR (unset: the service's default)")
+    parser.add_argument("--holdout-fraction", type=float, default=0.0,
+                        help="retrain's share of corrections held out (default 0: compare runs on the test rows)")
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--dev-fraction", type=float, default=0.05)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -285,7 +289,7 @@ def main() -> None:
         before_version = (work / "registry" / "current").read_text().strip()
         for strategy in args.strategy:
             result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, args.pool, before_version,
-                                  log, args.similar)
+                                  log, args.similar, args.holdout_fraction)
             result["seconds"]["initial_train"] = round(train_seconds, 1)
             result["labelled_rows"] = len(labelled)
             print(json.dumps(result), flush=True)
