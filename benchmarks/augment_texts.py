@@ -17,9 +17,16 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from earshot.files import atomic_path  # noqa: E402
+from earshot.training.data import read_texts  # noqa: E402
 
 
 def dropout_and_swap(words: list[str], rng: random.Random) -> list[str]:
@@ -56,18 +63,15 @@ def augment(texts: list[str], copies: int, seed: int = 7) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path, help="CSV with the texts")
+    parser.add_argument("data", type=Path, help="a table with the texts (CSV, JSONL, Parquet)")
     parser.add_argument("output", type=Path, help="CSV written with one column, text")
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    frame = pd.read_csv(args.data)
-    if args.text_column not in frame.columns:
-        raise SystemExit(f"{args.data}: no column {args.text_column!r} (found {list(frame.columns)}); "
-                         "name it with --text-column")
-    texts = frame[args.text_column].astype(str).tolist()
-    pd.DataFrame({"text": augment(texts, args.copies, args.seed)}).to_csv(args.output, index=False)
+    texts = [example.text for example in read_texts(args.data, args.text_column)]
+    with atomic_path(args.output) as tmp:
+        pd.DataFrame({"text": augment(texts, args.copies, args.seed)}).to_csv(tmp, index=False)
     print(f"{args.output}: {len(texts) * args.copies} texts")
 
 
