@@ -40,6 +40,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--embedding-weight", type=float, default=None,
                          help="weight of the loss that pulls the student's text vectors toward the teacher's "
                               f"(default: {defaults.embedding_weight})")
+    distill.add_argument("--hidden-weight", type=float, default=None,
+                         help="weight of the loss that pulls each student layer's token states toward a teacher "
+                              "layer's (a --student-layers student; the teacher runs beside each step; default: "
+                              f"{defaults.hidden_weight})")
     add_config_flags(distill)
     add_column_flags(distill)
     distill.set_defaults(handler=run)
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     config = training_config(args)
     distillation = DistillationConfig(**{name: value for name, value in (
         ("temperature", args.temperature), ("gold_weight", args.gold_weight),
-        ("embedding_weight", args.embedding_weight)) if value is not None})
+        ("embedding_weight", args.embedding_weight), ("hidden_weight", args.hidden_weight)) if value is not None})
     teacher = load_teacher(args.teacher, device=config.device)
     mapping = column_mapping(args)
     unmapped = sorted({h.name for h in teacher.config.heads} - {h.name for h in mapping.heads})
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> None:
                            "teacher_label": teacher.config.label, "unlabelled_files": [p.name for p in args.unlabelled],
                            "unlabelled_rows": len(unlabelled), "temperature": distillation.temperature,
                            "gold_weight": distillation.gold_weight, "embedding_weight": distillation.embedding_weight,
+                           "hidden_weight": distillation.hidden_weight,
                            "student_layers": args.student_layers},
     }
     logger.info("distilling %s into %s: %d labelled and %d unlabelled rows, validating on %d", teacher.version,

@@ -19,8 +19,8 @@ from earshot.cli import main
 from earshot.model import EarshotModel
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 from earshot.training.data import DataError, read_texts
-from earshot.training.distill import (DistillationConfig, DistillationTrainer, embedding_loss, soften,
-                                     student_from_layers)
+from earshot.training.distill import (DistillationConfig, DistillationTrainer, LayerTaps, embedding_loss,
+                                     layer_pairs, soften, student_from_layers, token_state_loss)
 
 MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
                                HeadColumn("pain_points", "multi", "pain_points")))
@@ -81,7 +81,8 @@ def test_the_students_answers_move_toward_the_teachers(tiny_base: Path, teacher_
     assert after < 0.5 * before, (before, after)
     saved = EarshotModel.from_pretrained(tmp_path / "s", device="cpu")
     assert saved.config.provenance["teacher"] == teacher.version
-    assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0, "embedding_weight": 0.0}
+    assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0, "embedding_weight": 0.0,
+                                                       "hidden_weight": 0.0}
     pain = saved.config.head("pain_points")
     assert pain.thresholds != {label: 0.5 for label in pain.labels}  # tuned on the validation gold, as train does
 
@@ -113,6 +114,69 @@ def test_embedding_loss_compares_vectors_or_for_other_widths_their_similarities(
     assert float(embedding_loss(student, wider[torch.tensor([1, 0, 3, 2, 5, 4])])) > 0.01
     with pytest.raises(ValueError, match="embedding_weight must be >= 0, got -1"):
         DistillationConfig(embedding_weight=-1)
+
+
+def _layer_distance(student: EarshotModel, teacher: EarshotModel, texts: list[str]) -> float:
+    """The layer term over ``texts``, with the pairs the trainer uses."""
+    pairs = layer_pairs(len(student.encoder.encoder.layer), len(teacher.encoder.encoder.layer))
+    mine, theirs = LayerTaps(student.encoder, [s for s, _ in pairs]), LayerTaps(teacher.encoder, [t for _, t in pairs])
+    rows = student.encode(texts).input_ids
+    student.eval()
+    with torch.no_grad():
+        student.forward_rows(rows)
+        teacher.forward_rows(rows)
+    real = torch.from_numpy(student.pass_inputs(rows)["input_ids"] != student.tokenizer.pad_token_id)
+    distance = float(np.mean([token_state_loss(a, b, real) for a, b in zip(mine.take(), theirs.take())]))
+    mine.remove()
+    theirs.remove()
+    return distance
+
+
+def test_the_hidden_term_pulls_a_layer_students_token_states_toward_the_teachers(
+        teacher_dir: Path, feedback_csv: Path, tmp_path: Path) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    train, validation = _split(feedback_csv)
+    texts = [e.text for e in validation]
+    distances = {}
+    for weight in (0.0, 5.0):
+        # One layer of two: the student's only layer learns the teacher's second.
+        student = student_from_layers(teacher, 1)
+        DistillationTrainer(student, teacher, train, validation, _config(tmp_path / f"h{weight}", epochs=4),
+                            DistillationConfig(hidden_weight=weight)).train()
+        distances[weight] = _layer_distance(EarshotModel.from_pretrained(tmp_path / f"h{weight}", device="cpu"),
+                                            teacher, texts)
+    assert distances[5.0] < 0.7 * distances[0.0], distances
+    assert not teacher.encoder.encoder.layer[1]._forward_hooks  # the taps are gone after training
+
+
+def test_the_hidden_term_refuses_a_student_of_another_width(tiny_base: Path, teacher_dir: Path, feedback_csv: Path,
+                                                            tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    narrow = tmp_path / "narrow"
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=128)).save_pretrained(narrow)
+    tokenizer.save_pretrained(narrow)
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    student = EarshotModel.from_base(str(narrow), teacher.config.heads, max_length=32)
+    train, validation = _split(feedback_csv)
+    trainer = DistillationTrainer(student, teacher, train, validation, _config(tmp_path / "n", epochs=1),
+                                  DistillationConfig(hidden_weight=1.0))
+    with pytest.raises(ValueError, match="the student is 16 wide and the teacher 32; use a --student-layers student"):
+        trainer.train()
+
+
+def test_layer_pairs_end_on_the_last_layers_and_the_state_loss_skips_padding() -> None:
+    assert layer_pairs(3, 6) == [(0, 1), (1, 3), (2, 5)]
+    assert layer_pairs(4, 6) == [(0, 1), (1, 2), (2, 4), (3, 5)]
+    assert layer_pairs(2, 2) == [(0, 0), (1, 1)]
+    student, teacher = torch.ones(1, 3, 4), torch.ones(1, 3, 4)
+    teacher[0, 2] = -1  # a padding cell: opposite, but not counted
+    assert float(token_state_loss(student, teacher, torch.tensor([[True, True, False]]))) == pytest.approx(0.0)
+    assert float(token_state_loss(student, teacher, torch.tensor([[True, True, True]]))) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="hidden_weight must be >= 0, got -0.5"):
+        DistillationConfig(hidden_weight=-0.5)
 
 
 @pytest.mark.integration

@@ -10,7 +10,11 @@ student then trains as in :class:`~earshot.training.Trainer`, with each head's l
 - optionally the teacher's pooled text vector (``embedding_weight``): a student as wide as its teacher
   learns the vector itself (1 - cosine); a narrower one learns how the texts of a batch resemble each
   other (the batch's cosine-similarity matrix, Tung & Mori 2019), which needs no projection layer.
-  Off by default: on the airline fast tier it did not help (docs/experiments.md).
+  Off by default: on the airline fast tier it did not help (docs/experiments.md);
+- optionally the teacher's hidden states (``hidden_weight``, TinyBERT-style, Jiao et al. 2020): each
+  student layer ``j`` of ``m`` learns teacher layer ``ceil(j * n / m)`` of ``n``, token by token
+  (1 - cosine). It needs the teacher's tokenizer and width (a ``--student-layers`` student) and runs
+  the teacher alongside each training step, since token-level states are too large to keep.
 
 Validation (gold labels) chooses the epoch and tunes the multi heads' thresholds, as ``train`` does.
 A student can be a fresh base encoder or the first N layers of the teacher's (or a base) encoder:
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,7 +66,8 @@ class DistillationConfig:
     ``temperature``: softens the teacher's answers (1: as they are); ``gold_weight``: share of each
     head's loss that comes from gold labels on the rows that have them (0: the teacher alone);
     ``embedding_weight``: weight of the term that pulls the student's text vectors toward the
-    teacher's (0: heads only).
+    teacher's (0: heads only); ``hidden_weight``: weight of the term that pulls the student's layers'
+    token states toward the teacher's (0: off).
 
     Example:
         >>> DistillationConfig(temperature=2.0, gold_weight=0.5).temperature
@@ -71,6 +77,7 @@ class DistillationConfig:
     temperature: float = 2.0
     gold_weight: float = 0.5
     embedding_weight: float = 0.0
+    hidden_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -79,6 +86,8 @@ class DistillationConfig:
             raise ValueError(f"gold_weight must be from 0 to 1, got {self.gold_weight!r}")
         if not self.embedding_weight >= 0.0:
             raise ValueError(f"embedding_weight must be >= 0, got {self.embedding_weight!r}")
+        if not self.hidden_weight >= 0.0:
+            raise ValueError(f"hidden_weight must be >= 0, got {self.hidden_weight!r}")
 
 
 def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
@@ -154,7 +163,35 @@ class DistillationTrainer(Trainer):
             self._labelled[head.name] = torch.tensor([e.labels.get(head.name) is not None
                                                       for e in self.train_examples], dtype=torch.bool)
         self._teacher_embedding = torch.from_numpy(answers[EMBEDDING]).to(self.device)
-        return super().train(resume=resume)
+        if not self.distillation.hidden_weight:
+            return super().train(resume=resume)
+        self._token_rows = self._shared_token_rows()
+        self.teacher.eval()
+        pairs = layer_pairs(len(encoder_layers(self.model.encoder)), len(encoder_layers(self.teacher.encoder)))
+        self._student_taps = LayerTaps(self.model.encoder, [s for s, _ in pairs])
+        self._teacher_taps = LayerTaps(self.teacher.encoder, [t for _, t in pairs])
+        try:
+            return super().train(resume=resume)
+        finally:
+            self._student_taps.remove()
+            self._teacher_taps.remove()
+
+    def _shared_token_rows(self) -> list[list[int]]:
+        """The training texts' token ids, checked to be the same for student and teacher (the layer
+        term compares them token by token), as are their widths."""
+        width, teacher_width = self.model.encoder.config.hidden_size, self.teacher.encoder.config.hidden_size
+        if width != teacher_width:
+            raise ValueError(f"--hidden-weight compares the student's token states with the teacher's: the student is "
+                             f"{width} wide and the teacher {teacher_width}; use a --student-layers student or "
+                             "--hidden-weight 0")
+        texts = [e.text for e in self.train_examples]
+        rows = self.model.encode(texts).input_ids
+        for i, (mine, theirs) in enumerate(zip(rows, self.teacher.encode(texts).input_ids)):
+            if mine != theirs:
+                raise ValueError(f"--hidden-weight needs the teacher's tokenizer: training row {i} has "
+                                 f"{len(mine)} student tokens and {len(theirs)} teacher tokens; use a "
+                                 "--student-layers student or --hidden-weight 0")
+        return rows
 
     def _teacher_answers(self, resume: bool) -> dict[str, np.ndarray]:
         """The teacher's probabilities (by head name) and text vectors (``embedding``) for every
@@ -201,6 +238,8 @@ class DistillationTrainer(Trainer):
         if self.distillation.embedding_weight:
             vector_loss = self.distillation.embedding_weight * embedding_loss(
                 outputs[EMBEDDING].float(), self._teacher_embedding[rows.to(self.device)])
+        if self.distillation.hidden_weight:
+            vector_loss = vector_loss + self.distillation.hidden_weight * self._hidden_loss(batch)
         if weight == 0:
             return soft_loss + vector_loss
         gold_loss = soft_loss.new_zeros(())
@@ -212,6 +251,69 @@ class DistillationTrainer(Trainer):
                 gold_loss = gold_loss + self._head_loss(head, outputs[head.name][keep.to(self.device)].float(), gold,
                                                         losses[head.name])
         return weight * gold_loss + (1 - weight) * soft_loss + vector_loss
+
+    def _hidden_loss(self, batch: list[int]) -> torch.Tensor:
+        """The layer term for the batch the student has just run: the teacher runs the same rows (the
+        same packing, hence the same token cells), and each tapped pair of layers is compared."""
+        rows = [self._token_rows[i] for i in batch]
+        with torch.no_grad():
+            self.teacher.forward_rows(rows)
+        input_ids = self.model.pass_inputs(rows)["input_ids"]
+        real = torch.from_numpy(input_ids != (self.model.tokenizer.pad_token_id or 0)).to(self.device)
+        pairs = zip(self._student_taps.take(), self._teacher_taps.take())
+        return torch.stack([token_state_loss(mine, theirs, real) for mine, theirs in pairs]).mean()
+
+
+class LayerTaps:
+    """Forward hooks keeping the token states that chosen layers of an encoder returned last.
+
+    Example:
+        >>> taps = LayerTaps(model.encoder, [1, 2])
+        >>> model.forward_rows(rows); first, second = taps.take(); taps.remove()
+    """
+
+    def __init__(self, encoder: nn.Module, indices: Sequence[int]) -> None:
+        layers = encoder_layers(encoder)
+        self.indices = list(indices)
+        self._states: dict[int, torch.Tensor] = {}
+        self._handles = [layers[i].register_forward_hook(self._keeper(i)) for i in self.indices]
+
+    def _keeper(self, index: int):
+        def keep(module: nn.Module, inputs: Any, output: Any) -> None:
+            self._states[index] = output[0] if isinstance(output, tuple) else output
+        return keep
+
+    def take(self) -> list[torch.Tensor]:
+        """The kept states in ``indices`` order, then forgotten (they hold the step's graph)."""
+        states, self._states = self._states, {}
+        return [states[i] for i in self.indices]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def layer_pairs(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student, teacher) layer indices from 0: student layer ``j`` of ``m`` (from 1) learns teacher
+    layer ``ceil(j * n / m)``, so the last learns the last.
+
+    Example:
+        >>> layer_pairs(3, 6)
+        [(0, 1), (1, 3), (2, 5)]
+    """
+    return [(j - 1, math.ceil(j * teacher_layers / student_layers) - 1) for j in range(1, student_layers + 1)]
+
+
+def token_state_loss(student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cosine`` between student and teacher token states ``(rows, width, hidden)`` over the
+    cells that hold a real token (``real``; padding cells hold nothing to learn).
+
+    Example:
+        >>> float(token_state_loss(torch.ones(1, 2, 3), 2 * torch.ones(1, 2, 3), torch.tensor([[True, False]])))
+        0.0
+    """
+    cosine = F.cosine_similarity(student.float(), teacher.float(), dim=-1)
+    return (1 - cosine)[real].mean()
 
 
 def embedding_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
