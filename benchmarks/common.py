@@ -5,6 +5,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from earshot.training import ColumnMapping, HeadColumn
+
+# The airline tweets' columns as the default model's heads, "Can't Tell" meaning no pain point.
+AIRLINE_MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),
+                                       HeadColumn("pain_points", "multi", "negativereason")),
+                                none_labels=("Can't Tell",))
+
 
 def plain_classifier_folder(model) -> Path:
     """A BertForSequenceClassification folder holding ``model``'s encoder weights and tokenizer.

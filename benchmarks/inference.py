@@ -65,13 +65,12 @@ def naive_pipeline(model: EarshotModel):
 
 
 def quality(model: EarshotModel, path: Path) -> dict[str, float]:
-    from earshot.training import ColumnMapping, HeadColumn, read_examples
+    from benchmarks.common import AIRLINE_MAPPING
+    from earshot.training import read_examples
     from earshot.training.evaluation import evaluate
 
-    mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),
-                                   HeadColumn("pain_points", "multi", "negativereason")), none_labels=("Can't Tell",))
-    data = read_examples(path, mapping, known_labels={h.name: h.labels for h in model.config.heads})
-    heads = evaluate(model, data, mapping)["heads"]
+    data = read_examples(path, AIRLINE_MAPPING, known_labels={h.name: h.labels for h in model.config.heads})
+    heads = evaluate(model, data, AIRLINE_MAPPING)["heads"]
     return {"sentiment_accuracy": heads["sentiment"]["accuracy"], "pain_point_micro_f1": heads["pain_points"]["micro_f1"]}
 
 
