@@ -30,8 +30,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     student = distill.add_mutually_exclusive_group()
     student.add_argument("--student-base", default=None,
                          help="hub id or local folder of the student's encoder (default: all-MiniLM-L6-v2)")
-    student.add_argument("--student-layers", type=int, default=None, metavar="N",
-                         help="the student is the teacher's first N layers, with its tokenizer and heads")
+    student.add_argument("--student-layers", type=_layers, default=None, metavar="N|LIST",
+                         help="the student is the teacher's first N layers, or the layers numbered in LIST "
+                              "(1,3,4,5,6: from 1, in order), with its tokenizer and heads")
     defaults = DistillationConfig()
     distill.add_argument("--temperature", type=float, default=None,
                          help=f"softens the teacher's answers (default: {defaults.temperature})")
@@ -47,6 +48,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     add_config_flags(distill)
     add_column_flags(distill)
     distill.set_defaults(handler=run)
+
+
+def _layers(text: str) -> int | list[int]:
+    from earshot.training.distill import parse_layers
+
+    try:
+        return parse_layers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> None:
@@ -84,7 +94,9 @@ def run(args: argparse.Namespace) -> None:
     torch.manual_seed(config.seed)  # a fresh student's heads
     if args.student_layers is not None:
         student = student_from_layers(teacher, args.student_layers)
-        student.config.base_model = f"{teacher.config.base_model} (first {args.student_layers} layers)"
+        kept = (f"first {args.student_layers} layers" if isinstance(args.student_layers, int)
+                else f"layers {','.join(map(str, args.student_layers))}")
+        student.config.base_model = f"{teacher.config.base_model} ({kept})"
     else:
         student = EarshotModel.from_base(args.student_base or DEFAULT_BASE_MODEL, teacher.config.heads,
                                          max_length=teacher.config.max_length)

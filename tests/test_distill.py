@@ -275,3 +275,28 @@ def test_soften_keeps_the_order_and_flattens() -> None:
     multi = soften(np.array([[0.9, 0.1, 0.5]]), "multi", 2.0)
     np.testing.assert_allclose(multi, [[0.75, 0.25, 0.5]], atol=1e-6)  # sigmoid(logit(0.9) / 2) = 3 / 4
     np.testing.assert_allclose(soften(np.array([[0.7, 0.3]]), "single", 1.0), [[0.7, 0.3]], atol=1e-6)
+
+
+def test_a_student_can_keep_chosen_layers_and_they_survive_a_save(teacher_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    student = student_from_layers(teacher, [2])  # the top layer alone: what the heads were trained to read
+    torch.testing.assert_close(student.encoder.encoder.layer[0].output.dense.weight,
+                               teacher.encoder.encoder.layer[1].output.dense.weight)
+    texts = ["the flight was late again", "lovely crew"]
+    student.save_pretrained(tmp_path / "top")
+    again = EarshotModel.from_pretrained(tmp_path / "top", device="cpu", backend="torch")
+    assert again.encoder.config.num_hidden_layers == 1
+    np.testing.assert_allclose(again.predict_proba(texts)["pain_points"], student.predict_proba(texts)["pain_points"],
+                               atol=1e-6)
+    assert not np.allclose(student_from_layers(teacher, 1).predict_proba(texts)["pain_points"],
+                           student.predict_proba(texts)["pain_points"], atol=1e-4)
+    with pytest.raises(ValueError, match="--student-layers 2,1: give each layer once, in increasing order"):
+        student_from_layers(teacher, [2, 1])
+    with pytest.raises(ValueError, match=r"--student-layers 0,2: the source encoder .* has 2 layers; number them "
+                                         "from 1 to 2"):
+        student_from_layers(teacher, [0, 2])
+    with pytest.raises(SystemExit):
+        main(["distill", "--teacher", str(teacher_dir), "--data", "x.csv", "--student-layers", "1,two",
+              "--output", str(tmp_path / "never")])
+    assert "--student-layers '1,two': give a count (3) or layer numbers from 1 (1,3,4,5,6)" in capsys.readouterr().err

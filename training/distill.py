@@ -101,27 +101,57 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
                      "RoBERTa, MPNet and DistilBERT encoders")
 
 
-def student_from_layers(source: EarshotModel, layers: int) -> EarshotModel:
-    """A copy of ``source`` (its tokenizer, heads and weights) keeping only its first ``layers`` layers.
+def student_from_layers(source: EarshotModel, layers: int | Sequence[int]) -> EarshotModel:
+    """A copy of ``source`` (its tokenizer, heads and weights) keeping some of its layers.
 
-    Raises a ValueError naming both counts when ``source`` has fewer layers than asked.
+    ``layers`` is a count (keep the first ``layers``) or the numbers, from 1, of the layers to keep, in
+    order (every other layer, as DistilBERT does, or the top ones, whose output the heads were trained
+    on). Raises a ValueError naming the encoder's layer count when ``layers`` asks for a layer it lacks.
 
     Example:
         >>> student_from_layers(EarshotModel.from_pretrained(), 3).encoder.config.num_hidden_layers
         3
+        >>> student_from_layers(EarshotModel.from_pretrained(), [1, 3, 4, 5, 6]).encoder.config.num_hidden_layers
+        5
     """
     have = len(encoder_layers(source.encoder))
-    if not isinstance(layers, int) or not 1 <= layers <= have:
-        raise ValueError(f"--student-layers {layers}: the source encoder ({source.config.base_model or 'model'}) has "
-                         f"{have} layers; choose from 1 to {have}")
+    where = f"the source encoder ({source.config.base_model or 'model'}) has {have} layers"
+    if isinstance(layers, int):
+        if not 1 <= layers <= have:
+            raise ValueError(f"--student-layers {layers}: {where}; choose from 1 to {have}")
+        keep = list(range(1, layers + 1))
+    else:
+        keep = list(layers)
+        named = ",".join(map(str, keep))
+        if not keep or any(not 1 <= n <= have for n in keep):
+            raise ValueError(f"--student-layers {named}: {where}; number them from 1 to {have}")
+        if any(b <= a for a, b in zip(keep, keep[1:])):
+            raise ValueError(f"--student-layers {named}: give each layer once, in increasing order")
     student = copy.deepcopy(source)
-    del encoder_layers(student.encoder)[layers:]
+    blocks = encoder_layers(student.encoder)
+    kept = [blocks[n - 1] for n in keep]
+    del blocks[:]
+    blocks.extend(kept)
     config = student.encoder.config
-    setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", layers)
+    setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", len(keep))
     student.runner = TorchRunner(student)
     student.version = None
     student.config.metrics, student.config.provenance = {}, {}
     return student
+
+
+def parse_layers(text: str) -> int | list[int]:
+    """``--student-layers``: a count (``3``) or layer numbers from 1 (``1,3,4,5,6``).
+
+    Example:
+        >>> parse_layers("3"), parse_layers("1,3,6")
+        (3, [1, 3, 6])
+    """
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--student-layers {text!r}: give a count (3) or layer numbers from 1 (1,3,4,5,6)") from None
+    return numbers[0] if "," not in text else numbers
 
 
 class DistillationTrainer(Trainer):
