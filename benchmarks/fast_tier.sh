@@ -16,8 +16,10 @@ EARSHOT=${EARSHOT:-earshot}
 mkdir -p "$OUT"
 "$EARSHOT" split "$DATA" --train-output "$OUT/train.csv" --test-output "$OUT/validation.csv" --test-fraction 0.1 \
   --stratify-column airline_sentiment --stratify-column negativereason --seed 13
+students=()
 for n in $LAYERS; do
   name=student-${n//,/-}
+  students+=("$OUT/$name")
   /usr/bin/time -v "$EARSHOT" distill --teacher model/default --data "$OUT/train.csv" --validation "$OUT/validation.csv" \
     --sentiment-column airline_sentiment --pain-points-column negativereason --none-label "Can't Tell" \
     --student-layers "$n" --epochs "${EPOCHS:-4}" --patience 2 --pain-point-loss-weight 3 --pain-point-ranking-weight 1 \
@@ -25,7 +27,5 @@ for n in $LAYERS; do
     --label "fast, layers $n" --output "$OUT/$name" --no-progress 2> "$OUT/$name.log"
   grep -E "done in|Maximum resident" "$OUT/$name.log"
 done
-students=()
-for n in $LAYERS; do students+=("$OUT/student-${n//,/-}"); done
 python benchmarks/inference.py --texts 2000 --quality-data "$OUT/validation.csv" --fast "${students[@]}" \
   | tee "$OUT/inference.txt"

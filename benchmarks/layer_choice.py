@@ -27,7 +27,8 @@ from benchmarks.common import AIRLINE_MAPPING  # noqa: E402
 from earshot.model import EarshotModel  # noqa: E402
 from earshot.training import read_examples  # noqa: E402
 from earshot.training.data import head_gold  # noqa: E402
-from earshot.training.distill import encoder_layers, parse_layers, student_from_layers  # noqa: E402
+from earshot.training.distill import (encoder_layers, layer_numbers, parse_layers,  # noqa: E402
+                                     student_from_layers)
 from earshot.training.metrics import multi_label_metrics  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     thresholds = np.array([pain.thresholds[label] for label in pain.labels])
     have = len(encoder_layers(source.encoder))
     sets = ([list(s) for s in itertools.combinations(range(1, have + 1), args.keep)] if args.sets is None
-            else [list(range(1, n + 1)) if isinstance(n, int) else n for n in map(parse_layers, args.sets)])
+            else [layer_numbers(parse_layers(s), have) for s in args.sets])
     print(f"{args.model}, {have} layers; {len(texts)} texts of {args.data}")
     for layers in [list(range(1, have + 1)), *sets]:
         model = source if len(layers) == have else student_from_layers(source, layers)

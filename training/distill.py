@@ -114,19 +114,7 @@ def student_from_layers(source: EarshotModel, layers: int | Sequence[int]) -> Ea
         >>> student_from_layers(EarshotModel.from_pretrained(), [1, 3, 4, 5, 6]).encoder.config.num_hidden_layers
         5
     """
-    have = len(encoder_layers(source.encoder))
-    where = f"the source encoder ({source.config.base_model or 'model'}) has {have} layers"
-    if isinstance(layers, int):
-        if not 1 <= layers <= have:
-            raise ValueError(f"--student-layers {layers}: {where}; choose from 1 to {have}")
-        keep = list(range(1, layers + 1))
-    else:
-        keep = list(layers)
-        named = ",".join(map(str, keep))
-        if not keep or any(not 1 <= n <= have for n in keep):
-            raise ValueError(f"--student-layers {named}: {where}; number them from 1 to {have}")
-        if any(b <= a for a, b in zip(keep, keep[1:])):
-            raise ValueError(f"--student-layers {named}: give each layer once, in increasing order")
+    keep = layer_numbers(layers, len(encoder_layers(source.encoder)), source.config.base_model or "model")
     student = copy.deepcopy(source)
     blocks = encoder_layers(student.encoder)
     kept = [blocks[n - 1] for n in keep]
@@ -138,6 +126,29 @@ def student_from_layers(source: EarshotModel, layers: int | Sequence[int]) -> Ea
     student.version = None
     student.config.metrics, student.config.provenance = {}, {}
     return student
+
+
+def layer_numbers(layers: int | Sequence[int], have: int, encoder: str = "model") -> list[int]:
+    """The numbers, from 1, of the layers ``layers`` keeps of an ``encoder`` with ``have`` layers: a count
+    keeps the first ones. Raises a ValueError naming the layer count when a layer is missing, and when
+    a number repeats or comes out of order.
+
+    Example:
+        >>> layer_numbers(3, 6), layer_numbers([1, 3, 6], 6)
+        ([1, 2, 3], [1, 3, 6])
+    """
+    where = f"the source encoder ({encoder}) has {have} layers"
+    if isinstance(layers, int):
+        if not 1 <= layers <= have:
+            raise ValueError(f"--student-layers {layers}: {where}; choose from 1 to {have}")
+        return list(range(1, layers + 1))
+    keep = list(layers)
+    named = ",".join(map(str, keep))
+    if not keep or any(not 1 <= n <= have for n in keep):
+        raise ValueError(f"--student-layers {named}: {where}; number them from 1 to {have}")
+    if any(b <= a for a, b in zip(keep, keep[1:])):
+        raise ValueError(f"--student-layers {named}: give each layer once, in increasing order")
+    return keep
 
 
 def parse_layers(text: str) -> int | list[int]:
