@@ -12,6 +12,7 @@ store is asked to write), in alternating order: the median of the pairs' through
 over without (target >= 0.9).
 
     python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch] [--capture]
+                              [--api-workers N]
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_cli
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         served = httpx.get(f"{server.url}/model", timeout=10).json()["backend"]
     batch_lines = [line for line in metrics.splitlines() if line.startswith("bentoml_service_adaptive_batch_size_")
-                   and "classify" in line and ("_sum" in line or "_count" in line)]
+                   and ("classify" in line or "forward" in line) and ("_sum" in line or "_count" in line)]
     batching = "; ".join(line.split("{")[0].rsplit("_", 1)[1] + "=" + line.rsplit(" ", 1)[1] for line in batch_lines)
     return {"concurrent": concurrent, "batched": batched, "adaptive_batching": batching, "served_backend": served,
             "scale": scale}
@@ -243,10 +244,14 @@ def main() -> None:
     parser.add_argument("--capture", action="store_true",
                         help="also measure each backend with and without a feedback store (review capture on)")
     parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture")
+    parser.add_argument("--api-workers", type=int, default=0, metavar="N",
+                        help="serve split: N API workers in front of the model worker (EARSHOT_API_WORKERS)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     texts = load_texts(4000)
     base_env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
+    if args.api_workers:
+        base_env["EARSHOT_API_WORKERS"] = str(args.api_workers)
     results: dict[str, dict] = {}
     for backend in args.backend or ["auto"]:
         results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
@@ -264,6 +269,8 @@ def main() -> None:
     for name in args.backend or ["auto"]:
         concurrent, batched = results[name]["concurrent"], results[name]["batched"]
         backend = f"{name} -> {results[name]['served_backend']}" if name == "auto" else name
+        if args.api_workers:
+            backend += f", split: {args.api_workers} API workers"
         print(f"earshot [{backend}], {args.clients} clients x 1 text/request: {concurrent['texts_per_s']:.1f} texts/s, "
               f"p50 {concurrent['p50_ms']:.0f} ms, p95 {concurrent['p95_ms']:.0f} ms, "
               f"p99 {concurrent['p99_ms']:.0f} ms, {concurrent['failures']} failures and "

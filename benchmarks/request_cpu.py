@@ -46,36 +46,49 @@ def near_free_model(folder: Path) -> Path:
     return folder
 
 
-def server_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of the server's process tree (workers run in sessions of their own, but
-    are still the arbiter's children)."""
-    total = 0.0
+def server_cpu_seconds(root: int) -> dict[str, float]:
+    """User + system CPU seconds of the server's process tree, by BentoML service (the workers' ``--service-name``:
+    ``earshot``, and ``earshot-model`` when split; ``arbiter`` for the rest). Workers run in sessions of their
+    own, but are still the arbiter's children."""
+    totals: dict[str, float] = {}
     process = psutil.Process(root)
     for member in [process, *process.children(recursive=True)]:
         try:
-            times = member.cpu_times()
-            total += times.user + times.system
+            command, times = member.cmdline(), member.cpu_times()
         except psutil.NoSuchProcess:
-            pass
-    return total
+            continue
+        role = command[command.index("--service-name") + 1] if "--service-name" in command else "arbiter"
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
 
 
-def measure(server: Server, texts: list[str], clients: int, per_client: int) -> dict[str, dict[str, float]]:
+def used_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before.get(role, 0.0) for role in after}
+
+
+def measure(server: Server, texts: list[str], clients: int, per_client: int) -> dict[str, dict]:
     asyncio.run(concurrent_load(server.url, texts, clients, 5))  # warm-up
     batched_load(server.url, texts, clients, clients * 5)
     results = {}
     before = server_cpu_seconds(server.process.pid)
     concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
-    used = server_cpu_seconds(server.process.pid) - before
+    used = used_since(before, server_cpu_seconds(server.process.pid))
     results["concurrent"] = {"requests": concurrent["requests"], "texts": concurrent["requests"],
-                             "texts_per_s": concurrent["texts_per_s"], "server_cpu_s": used,
-                             "failures": concurrent["failures"]}
+                             "texts_per_s": concurrent["texts_per_s"], "server_cpu_s": sum(used.values()),
+                             "by_service_cpu_s": used, "failures": concurrent["failures"]}
     before = server_cpu_seconds(server.process.pid)
     batched = batched_load(server.url, texts, clients, clients * per_client)
-    used = server_cpu_seconds(server.process.pid) - before
-    results["batched"] = {"requests": per_client, "texts": clients * per_client,
-                          "texts_per_s": batched["texts_per_s"], "server_cpu_s": used, "failures": 0}
+    used = used_since(before, server_cpu_seconds(server.process.pid))
+    results["batched"] = {"requests": per_client, "texts": clients * per_client, "texts_per_s": batched["texts_per_s"],
+                          "server_cpu_s": sum(used.values()), "by_service_cpu_s": used, "failures": 0}
     return results
+
+
+def model_process_ms(figures: dict) -> float:
+    """CPU ms per request of the processes that run the network: the model worker when split, else the
+    single service's worker."""
+    used = figures["by_service_cpu_s"]
+    return 1000 * used.get("earshot-model", used.get("earshot", 0.0)) / figures["requests"]
 
 
 def main() -> None:
@@ -83,13 +96,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests-per-client", type=int, default=100)
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "auto"])
+    parser.add_argument("--split", type=int, nargs="*", default=[2], metavar="N",
+                        help="also measure the split service with N API workers (none: --split)")
+    parser.add_argument("--skip-tracing", action="store_true", help="leave out the tracing-on server")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     texts = load_texts(4000)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         model = near_free_model(Path(folder) / "near-free")
-        for name, extra in (("tracing on", {"EARSHOT_TRACING": "1"}), ("defaults", {})):
+        configurations = [*([] if args.skip_tracing else [("tracing on", {"EARSHOT_TRACING": "1"})]),
+                          ("defaults", {}),
+                          *((f"split, {n} API workers", {"EARSHOT_API_WORKERS": str(n)}) for n in args.split)]
+        for name, extra in configurations:
             env = {"EARSHOT_MODEL": str(model), "EARSHOT_BACKEND": args.backend, **extra}
             with Server("earshot.service.service:Earshot", env) as server:
                 results[name] = measure(server, texts, args.clients, args.requests_per_client)
@@ -99,12 +118,19 @@ def main() -> None:
             r = figures[kind]
             print(f"{name}, {label}: {r['texts_per_s']:.0f} texts/s; server CPU "
                   f"{1000 * r['server_cpu_s'] / r['requests']:.2f} ms per request, "
-                  f"{1000 * r['server_cpu_s'] / r['texts']:.3f} ms per text ({r['requests']} requests, "
-                  f"{r['failures']} failures)")
+                  f"{1000 * r['server_cpu_s'] / r['texts']:.3f} ms per text, of which the process running the "
+                  f"network {model_process_ms(r):.2f} ms per request ({r['requests']} requests, {r['failures']} failures)")
     for kind in ("concurrent", "batched"):
-        before, after = (results[name][kind]["server_cpu_s"] / results[name][kind]["requests"]
-                         for name in ("tracing on", "defaults"))
-        print(f"{kind}: server CPU per request, defaults / tracing on: {after / before:.2f}")
+        per_request = {name: r[kind]["server_cpu_s"] / r[kind]["requests"] for name, r in results.items()}
+        if "tracing on" in results:
+            print(f"{kind}: server CPU per request, defaults / tracing on: "
+                  f"{per_request['defaults'] / per_request['tracing on']:.2f}")
+        for n in args.split:
+            name = f"split, {n} API workers"
+            split, single = results[name][kind], results["defaults"][kind]
+            print(f"{kind}: {name} / defaults: texts/s {split['texts_per_s'] / single['texts_per_s']:.2f}, "
+                  f"server CPU per request {per_request[name] / per_request['defaults']:.2f}, CPU per request of the "
+                  f"process running the network {model_process_ms(split) / model_process_ms(single):.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -189,6 +189,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     serve.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=BACKEND_HELP)
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: 1)")
+    serve.add_argument("--api-workers", type=int, default=None,
+                       help="split the service: N API worker processes (HTTP, tokenizing, answers) in front of "
+                            "the --workers model worker(s), which batch and run the network (default: one service)")
     serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or EARSHOT_API_KEY)")
     serve.add_argument("--registry", type=Path, default=None,
                        help="serve this registry's current version and swap to each promoted one")
@@ -483,6 +486,7 @@ def _serve(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"{args.model} is not a model folder: it has no config.json")
         env["EARSHOT_MODEL"] = str(args.model.resolve())
     for name, value in (("EARSHOT_DEVICE", args.device), ("EARSHOT_WORKERS", args.workers),
+                        ("EARSHOT_API_WORKERS", args.api_workers),
                         ("EARSHOT_BACKEND", args.backend), ("EARSHOT_RETENTION_DAYS", args.retention_days),
                         ("EARSHOT_API_KEY", args.api_key)):
         if value is not None:

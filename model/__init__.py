@@ -4,11 +4,11 @@ from .base import DEFAULT_BASE_MODEL, DEFAULT_MODEL_DIR, resolve_base_model
 from .config import EarshotConfig
 from .device import resolve_device
 from .heads import MULTI, SINGLE, Head
-from .modeling import (EarshotModel, HeadPrediction, LabelScore, Prediction, Probabilities, check_texts, read_config,
-                       version_id)
+from .modeling import (EarshotModel, HeadPrediction, LabelScore, ModelFront, Prediction, Probabilities, check_texts,
+                       read_config, version_id)
 
 __all__ = [
     "DEFAULT_BASE_MODEL", "DEFAULT_MODEL_DIR", "EarshotConfig", "EarshotModel", "Head", "HeadPrediction",
-    "LabelScore", "MULTI", "Prediction", "Probabilities", "SINGLE", "check_texts", "read_config", "resolve_base_model",
-    "resolve_device", "version_id",
+    "LabelScore", "ModelFront", "MULTI", "Prediction", "Probabilities", "SINGLE", "check_texts", "read_config",
+    "resolve_base_model", "resolve_device", "version_id",
 ]

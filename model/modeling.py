@@ -111,7 +111,71 @@ class Encoded:
     truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
-class EarshotModel(nn.Module):
+class TextSide:
+    """What a model does before and after its network: tokenize texts, turn logits into
+    probabilities and decisions. Needs ``self.tokenizer``, ``self.config`` and ``self.version``, no
+    weights, so a process that never runs the network (the API workers of a split service) has the
+    same answers as one that does."""
+
+    tokenizer: PreTrainedTokenizerBase
+    config: EarshotConfig
+    version: str | None
+
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        """Token ids for each text, cut to ``max_length``, and which ones were cut.
+
+        Tokenising one token past the limit tells whether a text was cut without tokenising the
+        whole of a long text.
+        """
+        limit = self.config.max_length
+        ids = self.tokenizer(list(texts), truncation=True, max_length=limit + 1,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        truncated = np.fromiter((len(row) > limit for row in ids), dtype=bool, count=len(ids))
+        if truncated.any():
+            sep = ids[int(np.argmax(truncated))][-1]
+            ids = [row[: limit - 1] + [sep] if cut else row for row, cut in zip(ids, truncated)]
+        return Encoded(input_ids=ids, truncated=truncated)
+
+    def to_probabilities(self, outputs: dict[str, np.ndarray], truncated: np.ndarray) -> Probabilities:
+        """Raw outputs (``embedding`` and each head's logits, as :meth:`EarshotModel.run` gives them)
+        as probabilities."""
+        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated,
+                             outputs.get(EMBEDDING))
+
+    def decide(self, probabilities: Probabilities) -> list[Prediction]:
+        """Turn probabilities into predictions: the best label of a single head, the labels at or
+        over threshold of a multi head."""
+        decided = {head.name: decide_head(head, probabilities[head.name]) for head in self.config.heads}
+        vectors = probabilities.embeddings
+        return [Prediction({name: answers[row] for name, answers in decided.items()}, bool(truncated),
+                           vectors[row] if vectors is not None else None)
+                for row, truncated in enumerate(probabilities.truncated)]
+
+
+class ModelFront(TextSide):
+    """A model folder's tokenizer, heads and version without its weights: tokenizes and decides for
+    a network that runs elsewhere (``service.model_worker``).
+
+    Example:
+        >>> front = ModelFront.from_pretrained()
+        >>> front.encode(["late again"]).input_ids[0][:1]
+        [101]
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: EarshotConfig, version: str | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
+        self.version = version
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None) -> "ModelFront":
+        """The front of a saved model folder (default: the shipped model); its weights are not read."""
+        folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        config = read_config(folder)
+        return cls(AutoTokenizer.from_pretrained(folder), config, version_id(folder))
+
+
+class EarshotModel(nn.Module, TextSide):
     """A multi-head feedback classifier.
 
     Build a new one for training with :meth:`from_base`, load a trained one with
@@ -284,21 +348,6 @@ class EarshotModel(nn.Module):
         return {EMBEDDING: pooled, **{name: head(dropped) for name, head in self.heads.items()}}
 
     # ---------------------------------------------------------------------------------- tokenising
-    def encode(self, texts: Sequence[str]) -> Encoded:
-        """Token ids for each text, cut to ``max_length``, and which ones were cut.
-
-        Tokenising one token past the limit tells whether a text was cut without tokenising the
-        whole of a long text.
-        """
-        limit = self.config.max_length
-        ids = self.tokenizer(list(texts), truncation=True, max_length=limit + 1,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        truncated = np.fromiter((len(row) > limit for row in ids), dtype=bool, count=len(ids))
-        if truncated.any():
-            sep = ids[int(np.argmax(truncated))][-1]
-            ids = [row[: limit - 1] + [sep] if cut else row for row, cut in zip(ids, truncated)]
-        return Encoded(input_ids=ids, truncated=truncated)
-
     def collate(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad token-id rows to the longest of them: ``(input_ids, attention_mask)``."""
         width = max(len(row) for row in rows)
@@ -322,41 +371,44 @@ class EarshotModel(nn.Module):
     # ---------------------------------------------------------------------------------- inference
     def run(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Raw outputs for any number of texts in input order: ``({"embedding": (n, hidden),
-        head: (n, labels) logits, ...}, truncated)``.
+        head: (n, labels) logits, ...}, truncated)``; see :meth:`run_tokens`."""
+        texts = check_texts(texts)
+        encoded = self.encode(texts) if texts else Encoded(input_ids=[])
+        return self.run_tokens(encoded.input_ids, batch_size=batch_size), encoded.truncated
 
-        Texts are sorted by length and batched internally (at most ``batch_size`` a pass). BERT and
+    def run_tokens(self, input_ids: Sequence[Sequence[int]], batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Raw outputs for token-id rows (from :meth:`encode`), in input order.
+
+        Rows are sorted by length and batched internally (at most ``batch_size`` a pass). BERT and
         MPNet encoders lay several texts end to end in each row of a pass (``model.packing``); other
         encoders pad, with passes cut where padding would cost more than a pass on CPU
         (``model.batching``). A text's outputs do not depend on the texts beside it (beyond float
         rounding).
         """
-        texts = check_texts(texts)
         hidden = self.encoder.config.hidden_size
-        outputs = {EMBEDDING: np.zeros((len(texts), hidden), dtype=np.float32),
-                   **{h.name: np.zeros((len(texts), len(h.labels)), dtype=np.float32) for h in self.config.heads}}
-        if not texts:
-            return outputs, np.zeros(0, dtype=bool)
-        encoded = self.encode(texts)
+        outputs = {EMBEDDING: np.zeros((len(input_ids), hidden), dtype=np.float32),
+                   **{h.name: np.zeros((len(input_ids), len(h.labels)), dtype=np.float32) for h in self.config.heads}}
+        if not input_ids:
+            return outputs
         size = batch_size or (256 if self.device.type == "cuda" else 64)
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
-        order = sorted(range(len(texts)), key=lambda i: len(encoded.input_ids[i]), reverse=True)
+        order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]), reverse=True)
         if self.position_offset is not None:  # packed rows waste almost nothing on padding
             passes = [(start, min(start + size, len(order))) for start in range(0, len(order), size)]
         else:
-            passes = length_chunks([len(encoded.input_ids[i]) for i in order], size,
-                                   PASS_COST_TOKENS.get(self.device.type))
+            passes = length_chunks([len(input_ids[i]) for i in order], size, PASS_COST_TOKENS.get(self.device.type))
         was_training = self.training
         self.eval()
         try:
             for start, stop in passes:
                 chunk = order[start:stop]
-                for name, values in self.runner(self.pass_inputs([encoded.input_ids[i] for i in chunk])).items():
+                for name, values in self.runner(self.pass_inputs([input_ids[i] for i in chunk])).items():
                     outputs[name][chunk] = values
         finally:
             self.train(was_training)
-        return outputs, encoded.truncated
+        return outputs
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> Probabilities:
         """Every head's probabilities for any number of texts, in input order (see :meth:`run`).
@@ -366,9 +418,7 @@ class EarshotModel(nn.Module):
             >>> probs["sentiment"].shape
             (2, 3)
         """
-        outputs, truncated = self.run(texts, batch_size=batch_size)
-        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated,
-                             outputs[EMBEDDING])
+        return self.to_probabilities(*self.run(texts, batch_size=batch_size))
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """The pooled encoder vector of each text, ``(n, hidden)``, from the same pass as the heads."""
@@ -382,15 +432,6 @@ class EarshotModel(nn.Module):
             ['positive', 'negative']
         """
         return self.decide(self.predict_proba(texts, batch_size=batch_size))
-
-    def decide(self, probabilities: Probabilities) -> list[Prediction]:
-        """Turn probabilities into predictions: the best label of a single head, the labels at or
-        over threshold of a multi head."""
-        decided = {head.name: decide_head(head, probabilities[head.name]) for head in self.config.heads}
-        vectors = probabilities.embeddings
-        return [Prediction({name: answers[row] for name, answers in decided.items()}, bool(truncated),
-                           vectors[row] if vectors is not None else None)
-                for row, truncated in enumerate(probabilities.truncated)]
 
 
 def probabilities(head: Head, logits: np.ndarray) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Earshot's HTTP API: a BentoML service with adaptive batching around ``EarshotModel.predict``.
 
-``build_service(settings)`` makes the service class from settings passed in. ``Earshot``, the name
+``build_service(settings)`` makes the service class from settings passed in. With
+``settings.api_workers`` it is split in two (``bentoml.depends``): API workers that tokenize and
+answer, in front of a model worker that batches token rows and runs the network
+(``service/model_worker.py``). ``Earshot``, the name
 ``bentoml serve earshot.service.service:Earshot`` and ``earshot serve`` load, is built from the
 environment (``service/settings.py``) the first time it is asked for, not when this module is imported.
 """
@@ -9,11 +12,13 @@ environment (``service/settings.py``) the first time it is asked for, not when t
 # that BentoML and pydantic can only see if the annotations are evaluated where the class is defined.
 import logging
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import bentoml
+import numpy as np
 import torch
 from bentoml.validators import ContentType
 from pydantic import Field
@@ -23,10 +28,12 @@ from earshot.loop.capture import CaptureWriter
 from earshot.loop.corrections import check_labels
 from earshot.loop.registry import Registry
 from earshot.loop.store import Correction, FeedbackStore
-from earshot.model import EarshotModel, Prediction
+from earshot.model import EarshotModel, ModelFront, Prediction
 
 from . import redaction
+from .following import Follower
 from .middleware import GuardMiddleware
+from .model_worker import Coalescer, build_model_worker, split_outputs, token_rows
 from .review import review_app
 from .schemas import (Classification, CorrectionItem, CorrectionsStored, FeedbackItem, HeadAnswer, HeadInfo,
                       ModelInfo)
@@ -42,7 +49,7 @@ async def model_info_app(scope: dict, receive, send) -> None:
     if scope["method"] not in ("GET", "HEAD"):
         response = JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
     else:
-        response = JSONResponse(bentoml.get_current_service().info().model_dump())
+        response = JSONResponse((await bentoml.get_current_service().model_info()).model_dump())
     await response(scope, receive, send)
 
 
@@ -53,10 +60,12 @@ def build_service(settings: Settings) -> Any:
         >>> Service = build_service(Settings.from_env({"EARSHOT_MAX_ITEMS": "8"}))
     """
 
+    split = settings.api_workers > 0
+
     @bentoml.service(
         name="earshot",
-        workers=settings.workers,
-        resources={"gpu": 1} if settings.gpu else {},
+        workers=settings.api_workers if split else settings.workers,
+        resources={"gpu": 1} if settings.gpu and not split else {},
         traffic={"timeout": 60},
         # Feedback text is personal data: request logging stays off unless asked for.
         logging={"access": {"enabled": settings.log_texts, "request_content_length": True,
@@ -66,41 +75,43 @@ def build_service(settings: Settings) -> Any:
     @bentoml.asgi_app(model_info_app, path="/model")
     @bentoml.asgi_app(review_app, path="/review")
     class Earshot:
+        if split:
+            network = bentoml.depends(build_model_worker(settings))
+
         def __init__(self) -> None:
             if not settings.log_texts:
                 redaction.install()
-            if settings.threads:
+            if settings.threads and not split:
                 torch.set_num_threads(settings.threads)
             self.registry = Registry(settings.registry) if settings.registry else None
-            self.model = self._load(self.registry.current_path() if self.registry else settings.model)
+            # Split, this process never runs the network: the tokenizer and heads are all it loads.
+            self.follower = Follower(self._load_front if split else self._load, settings.model, self.registry,
+                                     settings.reload_seconds)
             self.store = (FeedbackStore.open(settings.feedback_db, similar_above=settings.review_similar)
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
             self._stop = threading.Event()
-            if self.registry is not None:
-                threading.Thread(target=self._follow_registry, name="earshot-registry", daemon=True).start()
             if self.store is not None and settings.retention_days:
                 threading.Thread(target=self._purge_expired, name="earshot-retention", daemon=True).start()
 
-        def _load(self, folder: str | Path | None) -> EarshotModel:
+        @property
+        def model(self) -> EarshotModel | ModelFront:
+            """The served model (split: its front, the tokenizer and heads), current with the registry."""
+            return self.follower.current
+
+        @staticmethod
+        def _load(folder: Path | None) -> EarshotModel:
             model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
             logger.info("earshot model %s loaded (%s on %s): heads %s", model.version, model.backend,
                         model.device, [head.name for head in model.config.heads])
             return model
 
-        def _follow_registry(self) -> None:
-            """Swap to the registry's current version when it moves: load first, then replace the
-            reference, so requests in flight finish on the old model and none is dropped."""
-            while not self._stop.wait(settings.reload_seconds):
-                version = self.registry.current()
-                if version is None or version == self.model.version:
-                    continue
-                try:
-                    self.model = self._load(self.registry.path(version))
-                except Exception:  # a broken version must not take the service down: keep serving the old one
-                    logger.exception("could not load version %s from %s; still serving %s", version,
-                                     self.registry.root, self.model.version)
-                    self._stop.wait(30)
+        @staticmethod
+        def _load_front(folder: Path | None) -> ModelFront:
+            front = ModelFront.from_pretrained(folder)
+            logger.info("earshot API worker: model %s (the model worker runs it): heads %s", front.version,
+                        [head.name for head in front.config.heads])
+            return front
 
         def _purge_expired(self) -> None:
             while True:
@@ -113,32 +124,65 @@ def build_service(settings: Settings) -> Any:
         @bentoml.on_shutdown
         def _close(self) -> None:
             self._stop.set()
+            self.follower.close()
             if self.capture is not None:
                 self.capture.close()
 
         def __is_ready__(self) -> bool:
-            return getattr(self, "model", None) is not None
+            return getattr(self, "follower", None) is not None
 
-        # max_batch_size: 64 texts fill two cores (larger batches gain no throughput on CPU, measured
-        # in benchmarks/load.py) and keep one forward pass short. max_latency_ms is a ceiling, not a
-        # wait: the dispatcher waits only as long as batching pays off, and cancels (503) work that
-        # would exceed it, so it sits well above the p99 target.
-        # ContentType: without it BentoML rebuilds the answer's JSON schema for every response to find
-        # its media type (a quarter of the HTTP layer's CPU under load, measured with py-spy).
-        @bentoml.api(route="/classify", batchable=True, max_batch_size=settings.max_batch_size,
-                     max_latency_ms=settings.max_latency_ms)
-        def classify(self, items: Annotated[list[FeedbackItem], Field(min_length=1, max_length=settings.max_items)]
-                     ) -> Annotated[list[Classification], ContentType("application/json")]:
-            """Every head's answer for each item, in request order, with the answering model's version."""
-            model = self.model  # one model for the whole batch, even if a promotion swaps it meanwhile
+        def _answer(self, items: list[FeedbackItem], model: EarshotModel | ModelFront,
+                    predictions: list[Prediction]) -> list[Classification]:
             texts = [item.text for item in items]
-            predictions = model.predict(texts)
             if self.capture is not None:
                 self.capture.offer(texts, predictions, model.version or "", [item.id for item in items],
                                    {head.name: head.thresholds for head in model.config.heads},
                                    [item.metadata for item in items])
             return [_classification(item, prediction, model.version or "")
                     for item, prediction in zip(items, predictions)]
+
+        if split:
+            @bentoml.api(route="/classify")
+            async def classify(self, items: Annotated[list[FeedbackItem],
+                                                      Field(min_length=1, max_length=settings.max_items)]
+                               ) -> Annotated[list[Classification], ContentType("application/json")]:
+                """Every head's answer for each item, in request order, with the answering model's version."""
+                front, outputs, truncated = await self._remote_outputs([item.text for item in items])
+                return self._answer(items, front, front.decide(front.to_probabilities(outputs, truncated)))
+
+            @cached_property
+            def _coalesce(self) -> Coalescer:
+                return Coalescer(self.network.to_async.forward, max_rows=settings.max_batch_size)
+
+            async def _remote_outputs(self, texts: list[str]) -> tuple[ModelFront, dict[str, np.ndarray], np.ndarray]:
+                """Tokenize here, run the network on the model worker; when the worker serves another
+                version (a promotion reached it first), follow it and tokenize again."""
+                for _ in range(3):
+                    front = self.model
+                    encoded = front.encode(texts)
+                    answer = await self._coalesce(token_rows(front.version, encoded.input_ids, front.config.max_length))
+                    if not np.isnan(answer).any():
+                        return front, split_outputs(answer, front.config.heads), encoded.truncated
+                    served = (await self.network.to_async.describe())["version"]
+                    if served != front.version:
+                        await anyio.to_thread.run_sync(self.follower.switch_to, served)
+                raise bentoml.exceptions.ServiceUnavailable(
+                    f"the model worker answered NaN three times (model {front.version}): either its version kept "
+                    "changing, or the model gives NaN scores")
+        else:
+            # max_batch_size: 64 texts fill two cores (larger batches gain no throughput on CPU, measured
+            # in benchmarks/load.py) and keep one forward pass short. max_latency_ms is a ceiling, not a
+            # wait: the dispatcher waits only as long as batching pays off, and cancels (503) work that
+            # would exceed it, so it sits well above the p99 target.
+            # ContentType: without it BentoML rebuilds the answer's JSON schema for every response to find
+            # its media type (a quarter of the HTTP layer's CPU under load, measured with py-spy).
+            @bentoml.api(route="/classify", batchable=True, max_batch_size=settings.max_batch_size,
+                         max_latency_ms=settings.max_latency_ms)
+            def classify(self, items: Annotated[list[FeedbackItem], Field(min_length=1, max_length=settings.max_items)]
+                         ) -> Annotated[list[Classification], ContentType("application/json")]:
+                """Every head's answer for each item, in request order, with the answering model's version."""
+                model = self.model  # one model for the whole batch, even if a promotion swaps it meanwhile
+                return self._answer(items, model, model.predict([item.text for item in items]))
 
         @bentoml.api(route="/corrections")
         def corrections(self, items: Annotated[list[CorrectionItem], Field(min_length=1, max_length=settings.max_items)],
@@ -167,13 +211,20 @@ def build_service(settings: Settings) -> Any:
             ids = self.store.add_corrections(records)
             return CorrectionsStored(stored=len(ids), ids=ids)
 
-        def info(self) -> ModelInfo:
-            config = self.model.config
-            return ModelInfo(version=self.model.version or "", label=config.label, base_model=config.base_model,
+        def info(self, network: dict[str, str] | None = None) -> ModelInfo:
+            """The served model's description; ``network``: the model worker's device and backend (split)."""
+            model = self.model
+            config = model.config
+            network = network or {"device": str(model.device), "backend": model.backend}
+            return ModelInfo(version=model.version or "", label=config.label, base_model=config.base_model,
                              heads=[HeadInfo(**head.to_dict()) for head in config.heads],
-                             max_length=config.max_length, device=str(self.model.device), backend=self.model.backend,
+                             max_length=config.max_length, device=network["device"], backend=network["backend"],
                              training={k: v for k, v in config.provenance.items() if k not in ("history", "config")},
                              metrics=config.metrics)
+
+        async def model_info(self) -> ModelInfo:
+            """``info()``, with the model worker asked where the network runs when the service is split."""
+            return self.info(await self.network.to_async.describe() if split else None)
 
     Earshot.add_asgi_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     return Earshot

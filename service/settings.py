@@ -10,6 +10,7 @@
 | EARSHOT_MAX_ITEMS           | 256                    | most texts in one request                            |
 | EARSHOT_MAX_BODY_BYTES      | 4000000                | largest request body                                 |
 | EARSHOT_WORKERS             | 1                      | worker processes, each with its own model copy       |
+| EARSHOT_API_WORKERS         | 0: one service         | N: split the service, N API workers (HTTP, tokenizing, answers) in front of the model worker(s) |
 | EARSHOT_THREADS             | all cores / workers    | torch threads per worker                             |
 | EARSHOT_GPU                 | 0                      | 1: ask the scheduler for one GPU (`resources`)       |
 | EARSHOT_API_KEY             | (none: open)           | when set, requests need `Authorization: Bearer KEY`  |
@@ -89,6 +90,8 @@ class Settings:
     retention_days: int | None = None
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review_similar: float = SIMILAR_ABOVE
+    # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
+    api_workers: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -109,6 +112,7 @@ class Settings:
             max_items=_int(env, "EARSHOT_MAX_ITEMS", 256),
             max_body_bytes=_int(env, "EARSHOT_MAX_BODY_BYTES", 4_000_000),
             workers=_int(env, "EARSHOT_WORKERS", 1),
+            api_workers=int(_number(env, "EARSHOT_API_WORKERS", 0, minimum=0)),
             threads=_int(env, "EARSHOT_THREADS", 1) if threads else None,
             gpu=env.get("EARSHOT_GPU", "0") == "1",
             api_key=env.get("EARSHOT_API_KEY") or None,
