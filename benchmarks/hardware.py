@@ -1,8 +1,8 @@
 """What this machine can do at best, to judge an inference speed against.
 
 An encoder's work is almost all matrix products of ``(tokens, hidden) x (hidden, n)`` shape. Timing
-one such product alone, in fp32 (torch) and int8 (ONNX Runtime's integer kernel, the one the int8
-backend runs), gives the ceiling no backend can pass; dividing a backend's useful work by its time
+one such product alone, in fp32 and bfloat16 (torch) and int8 (ONNX Runtime's integer kernel, the
+one the int8 backend runs), gives the ceiling no backend can pass; dividing a backend's useful work by its time
 says how close it came.
 
     python benchmarks/hardware.py
@@ -25,6 +25,7 @@ class Ceilings:
 
     fp32_gflops: float
     int8_gops: float
+    bf16_gflops: float = float("nan")
 
     @property
     def int8_over_fp32(self) -> float:
@@ -44,7 +45,7 @@ def _best_rate(run: Callable[[], object], work: float, repeats: int = 7, inner: 
 
 
 def measure_ceilings(tokens: int = 2048, hidden: int = 384, inner: int = 1536, threads: int | None = None) -> Ceilings:
-    """fp32 and int8 throughput of a ``(tokens, hidden) x (hidden, inner)`` product, the FFN's shape.
+    """fp32, bfloat16 and int8 throughput of a ``(tokens, hidden) x (hidden, inner)`` product, the FFN's shape.
 
     Example:
         >>> measure_ceilings().int8_over_fp32   # about 2 on an AVX2 CPU without VNNI
@@ -57,6 +58,8 @@ def measure_ceilings(tokens: int = 2048, hidden: int = 384, inner: int = 1536, t
     work = 2.0 * tokens * hidden * inner
     a, b = torch.randn(tokens, hidden), torch.randn(hidden, inner)
     fp32 = _best_rate(lambda: torch.mm(a, b), work)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    bf16 = _best_rate(lambda: torch.mm(a16, b16), work)
 
     rng = np.random.default_rng(0)
     weight = rng.integers(-127, 128, (hidden, inner), dtype=np.int8)
@@ -73,7 +76,7 @@ def measure_ceilings(tokens: int = 2048, hidden: int = 384, inner: int = 1536, t
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     int8 = _best_rate(lambda: session.run(None, {"x": activations}), work)
-    return Ceilings(fp32_gflops=fp32, int8_gops=int8)
+    return Ceilings(fp32_gflops=fp32, int8_gops=int8, bf16_gflops=bf16)
 
 
 def encoder_flops(config, token_counts: Sequence[int]) -> float:
@@ -95,5 +98,5 @@ def encoder_flops(config, token_counts: Sequence[int]) -> float:
 
 if __name__ == "__main__":
     ceilings = measure_ceilings()
-    print(f"fp32 GEMM {ceilings.fp32_gflops:.0f} GFLOP/s, int8 GEMM {ceilings.int8_gops:.0f} GOP/s "
-          f"(x{ceilings.int8_over_fp32:.2f}), torch threads {torch.get_num_threads()}")
+    print(f"fp32 GEMM {ceilings.fp32_gflops:.0f} GFLOP/s, bf16 GEMM {ceilings.bf16_gflops:.0f} GFLOP/s, int8 GEMM "
+          f"{ceilings.int8_gops:.0f} GOP/s (x{ceilings.int8_over_fp32:.2f}), torch threads {torch.get_num_threads()}")

@@ -1,7 +1,7 @@
 """Inference speed of every backend on the same texts, in one run, plus their quality.
 
 Prints texts/s for: a naive `transformers` text-classification pipeline called one text at a time,
-fp32 torch `predict`, and each ONNX backend; the ratios against fp32 torch (target for the best CPU
+fp32 torch `predict`, bfloat16 torch and each ONNX backend; the ratios against fp32 torch (target for the best CPU
 backend: >= 2.5x) and against the naive pipeline (>= 8x). With `--quality-data`, also the sentiment
 accuracy and pain-point micro-F1 of each backend (target: within 0.5 points of fp32).
 
@@ -9,8 +9,8 @@ It also measures the machine's ceilings (benchmarks/hardware.py: one model-shape
 fp32 and in int8) and each backend's useful work per second, so that a ratio can be read against
 what the hardware allows: no int8 backend can pass int8-ceiling / work-per-text texts/s.
 
-With ``--fast DIR`` (a smaller model, e.g. a distilled student), the same for that model's fp32 torch
-and int8 backends, its texts/s against the main model's fp32 torch (target for the fast tier: >= 2.5x),
+With ``--fast DIR`` (a smaller model, e.g. a distilled student), the same for that model's fp32 torch,
+bf16 and int8 backends, its texts/s against the main model's fp32 torch (target for the fast tier: >= 2.5x),
 and its quality beside the main model's (target: within 1.0 point).
 
     python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv [--fast runs/fast/student-3 ...]
@@ -80,10 +80,11 @@ def report_ceilings(model: EarshotModel, texts: list[str], speeds: dict[str, flo
 
     ceilings = measure_ceilings()
     per_text = encoder_flops(model.encoder.config, [len(ids) for ids in model.encode(texts).input_ids]) / len(texts)
-    print(f"machine: fp32 GEMM {ceilings.fp32_gflops:.0f} GFLOP/s, int8 GEMM {ceilings.int8_gops:.0f} GOP/s "
-          f"(x{ceilings.int8_over_fp32:.2f}); encoder work {per_text / 1e6:.0f} MFLOP per text")
-    for name in ("torch", "onnx", "onnx-int8"):
-        ceiling = ceilings.int8_gops if name == "onnx-int8" else ceilings.fp32_gflops
+    print(f"machine: fp32 GEMM {ceilings.fp32_gflops:.0f} GFLOP/s, bf16 GEMM {ceilings.bf16_gflops:.0f} GFLOP/s, "
+          f"int8 GEMM {ceilings.int8_gops:.0f} GOP/s (x{ceilings.int8_over_fp32:.2f}); encoder work "
+          f"{per_text / 1e6:.0f} MFLOP per text")
+    for name in ("torch", "bf16", "onnx", "onnx-int8"):
+        ceiling = {"onnx-int8": ceilings.int8_gops, "bf16": ceilings.bf16_gflops}.get(name, ceilings.fp32_gflops)
         achieved = speeds[name] * per_text / 1e9
         print(f"{name:>15}: {achieved:6.0f} G(FL)OP/s useful = {achieved / ceiling:.0%} of its ceiling")
     bound = ceilings.int8_gops * 1e9 / per_text
@@ -105,7 +106,7 @@ def main() -> None:
     print(f"{len(texts)} airline tweets, torch threads {torch.get_num_threads()}")
     speeds: dict[str, float] = {}
     models = {backend: EarshotModel.from_pretrained(args.model, device="cpu", backend=backend)
-              for backend in ("torch", "onnx", "onnx-int8")}
+              for backend in ("torch", "bf16", "onnx", "onnx-int8")}
     speeds["naive pipeline"] = texts_per_second(naive_pipeline(models["torch"]), texts[: args.naive_texts], 1)
     for backend, model in models.items():
         speeds[backend] = texts_per_second(lambda t, m=model: m.predict_proba(t, batch_size=args.batch_size),
@@ -115,7 +116,7 @@ def main() -> None:
               f"x{speed / speeds['naive pipeline']:.1f} naive")
     report_ceilings(models["torch"], texts, speeds)
     reference = models["torch"].predict_proba(texts[:500])
-    for backend in ("onnx", "onnx-int8"):
+    for backend in ("bf16", "onnx", "onnx-int8"):
         other = models[backend].predict_proba(texts[:500])
         same = (other["sentiment"].argmax(1) == reference["sentiment"].argmax(1)).mean()
         print(f"{backend}: same sentiment label as torch on {same:.1%} of 500 texts; max |score diff| "
@@ -133,7 +134,7 @@ def report_fast(args: argparse.Namespace, folder: Path, texts: list[str], main_m
                 main_speed: float) -> None:
     """A fast model's speed against the main model's fp32 torch, and its quality beside the main model's."""
     fast = {backend: EarshotModel.from_pretrained(folder, device="cpu", backend=backend)
-            for backend in ("torch", "onnx-int8")}
+            for backend in ("torch", "bf16", "onnx-int8")}
     layers = fast["torch"].encoder.config.num_hidden_layers
     for backend, model in fast.items():
         speed = texts_per_second(lambda t, m=model: m.predict_proba(t, batch_size=args.batch_size), texts, args.repeats)

@@ -16,10 +16,11 @@ if TYPE_CHECKING:  # for annotations only: each command imports what it needs wh
 
 logger = logging.getLogger("earshot")
 
-BACKEND_CHOICES = ["torch", "onnx", "onnx-int8", "auto"]
-BACKEND_HELP = ("torch (CPU or GPU); onnx or onnx-int8: ONNX Runtime on the CPU, exported beside the model on "
-                "first use (see `earshot export`); auto (the default, as the service uses): onnx-int8 on the CPU, torch on "
-                "a GPU, so that batch scores equal the API's")
+BACKEND_CHOICES = ["torch", "bf16", "onnx", "onnx-int8", "auto"]
+BACKEND_HELP = ("torch (CPU or GPU); bf16: torch in bfloat16 on the CPU; onnx or onnx-int8: ONNX Runtime on the CPU, "
+                "exported beside the model on first use (see `earshot export`); auto (the default, as the service "
+                "uses): bf16 on a CPU with AMX bfloat16 units, onnx-int8 on other CPUs, torch on a GPU, so that batch "
+                "scores equal the API's")
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,8 @@
 
 A runner takes the named inputs of one pass (``EarshotModel.pass_inputs``: packed or padded rows) and
 returns float32 arrays: ``embedding`` (one pooled vector per text) and each head's logits, by head
-name. The torch runner runs the model's own module; the ONNX runners (``model.onnx_backend``) run
-an export of it in ONNX Runtime on the CPU.
+name. The torch runner runs the model's own module (``bf16``: in bfloat16 on the CPU); the ONNX
+runners (``model.onnx_backend``) run an export of it in ONNX Runtime on the CPU.
 
 Example:
     >>> runner = TorchRunner(model)
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "bf16", "onnx", "onnx-int8")
 
 
 class Runner(Protocol):
@@ -32,12 +32,12 @@ class Runner(Protocol):
 
 
 class TorchRunner:
-    """The model's torch module, on whatever device and dtype the module sits."""
+    """The model's torch module, on whatever device and dtype the module sits; ``name`` is the backend
+    it serves (``torch``, or ``bf16`` for a module in bfloat16 on the CPU)."""
 
-    name = "torch"
-
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, name: str = "torch") -> None:
         self.module = module
+        self.name = name
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,5 @@
-"""ONNX backends give torch's labels (scores within a stated tolerance); stale exports are handled."""
+"""ONNX and bf16 backends give torch's labels (scores within a stated tolerance); stale exports are handled;
+auto picks bf16 on CPUs with bfloat16 matrix units, int8 ONNX on other CPUs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pandas as pd
 import pytest
 
 from earshot.model import DEFAULT_MODEL_DIR, EarshotModel, version_id
+from earshot.model.device import bf16_matrix_units
 from earshot.model.onnx_backend import ExportError, export_status as _export_status
+
+AUTO_ON_THIS_CPU = "bf16" if bf16_matrix_units() else "onnx-int8"
 
 
 def export_status(folder: Path, backend: str) -> str | None:
@@ -17,6 +21,13 @@ def export_status(folder: Path, backend: str) -> str | None:
 
 FP32_TOLERANCE = 1e-4   # same graph, different kernels
 INT8_TOLERANCE = 0.06   # int8 weights: scores move a little, labels of clear texts do not
+BF16_TOLERANCE = 0.02   # 8 bits of mantissa: scores move by about 1 %
+
+
+@pytest.fixture()
+def no_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU without bfloat16 matrix units, whatever this one has: auto takes int8 ONNX."""
+    monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: False)
 
 
 @pytest.fixture()
@@ -96,7 +107,7 @@ def test_int8_gives_torch_labels_on_the_default_model(tmp_path: Path) -> None:
                                atol=INT8_TOLERANCE)
 
 
-def test_auto_takes_int8_on_the_cpu_with_every_projection_in_int8(saved: Path) -> None:
+def test_auto_takes_int8_on_the_cpu_with_every_projection_in_int8(saved: Path, no_bf16_units) -> None:
     import onnx
 
     model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
@@ -132,7 +143,8 @@ def test_int8_weight_columns_round_trip_within_half_a_step() -> None:
     assert (np.abs(quantised * scale - weight) <= scale / 2 + 1e-6).all()
 
 
-def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Path, monkeypatch, caplog) -> None:
+def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Path, monkeypatch, caplog,
+                                                                      no_bf16_units) -> None:
     import earshot.model.onnx_backend as backend
 
     monkeypatch.setattr(backend.os, "access", lambda path, mode: False)
@@ -153,9 +165,40 @@ def test_batch_scoring_defaults_to_the_services_backend(saved: Path, tmp_path: P
     scored = pd.read_csv(tmp_path / "out.csv")
     service = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
     torch_model = EarshotModel.from_pretrained(saved, device="cpu")
-    assert service.backend == "onnx-int8"
+    assert service.backend == AUTO_ON_THIS_CPU
     expected = [p["sentiment"].labels[0].score for p in service.predict(texts)]
     np.testing.assert_allclose(scored["sentiment_score"], expected, rtol=0, atol=1e-6)
     # ... which torch's fp32 scores are not: the default really is the service's backend.
     assert np.abs(scored["sentiment_score"] - [p["sentiment"].labels[0].score for p in torch_model.predict(texts)]
                   ).max() > 1e-6
+
+
+def test_auto_takes_bf16_on_a_cpu_with_matrix_units_and_keeps_torchs_labels(saved: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: True)
+    model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+    assert model.backend == "bf16" and next(model.parameters()).dtype == torch.bfloat16
+    assert export_status(saved, "onnx-int8") is not None  # nothing exported: bf16 runs the torch module
+    texts = _texts()
+    reference = EarshotModel.from_pretrained(saved, device="cpu")
+    mine, theirs = model.predict_proba(texts), reference.predict_proba(texts)
+    for head in ("sentiment", "pain_points"):
+        assert mine[head].dtype == np.float32
+        np.testing.assert_allclose(mine[head], theirs[head], atol=BF16_TOLERANCE)
+    clear = np.sort(theirs["sentiment"], axis=1)[:, -1] - np.sort(theirs["sentiment"], axis=1)[:, -2] > 2 * BF16_TOLERANCE
+    assert (mine["sentiment"].argmax(1) == theirs["sentiment"].argmax(1))[clear].all()
+    alone = np.concatenate([model.predict_proba([text])["sentiment"] for text in texts[:20]])
+    np.testing.assert_allclose(alone, mine["sentiment"][:20], atol=BF16_TOLERANCE / 2)
+    with pytest.raises(ValueError, match="backend 'bf16' runs on the CPU; use backend 'torch' for device 'cuda'"):
+        EarshotModel.from_pretrained(saved, backend="bf16", device="cuda")
+
+
+def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16 amx_tile amx_bf16 amx_int8\n")
+    assert bf16_matrix_units(str(cpuinfo)) is True
+    other = tmp_path / "cpuinfo-avx512"  # bf16 dot products without AMX: not what was measured, not taken
+    other.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert bf16_matrix_units(str(other)) is False
+    assert bf16_matrix_units(str(tmp_path / "missing")) is False

@@ -1,4 +1,4 @@
-"""The bento: its package list covers what the service imports, and the built bento serves int8 ONNX."""
+"""The bento: its package list covers what the service imports, and the built bento serves the CPU's auto backend."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from earshot.model.device import bf16_matrix_units
 from servers import clean_env, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ print(json.dumps({{"backend": service.model.backend, "heads": sorted(answer[0].h
                          timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "onnx-int8"  # the default backend on CPU, with ONNX Runtime, really loaded
+    assert result["backend"] == ("bf16" if bf16_matrix_units() else "onnx-int8")  # auto on this CPU, really loaded
     assert result["heads"] == ["pain_points", "sentiment"]
     assert {"sklearn", "ray"} <= set(result["hidden"])  # the test extras really were out of reach
 
@@ -131,7 +132,7 @@ def test_make_bento_then_the_bento_serves_int8_onnx_from_its_wheel(tmp_path: Pat
             except httpx.HTTPError:
                 time.sleep(0.5)
         info = httpx.get(f"http://127.0.0.1:{port}/model", timeout=10).json()
-        assert info["backend"] == "onnx-int8"
+        assert info["backend"] == ("bf16" if bf16_matrix_units() else "onnx-int8")
         answer = httpx.post(f"http://127.0.0.1:{port}/classify", timeout=30,
                             json={"items": [{"text": "@united you lost my luggage"}]})
         assert answer.status_code == 200

@@ -16,6 +16,7 @@ import pytest
 
 from earshot.cli import main
 from earshot.model import EarshotModel
+from earshot.model.device import bf16_matrix_units
 
 COLUMNS = ["--sentiment-column", "sentiment", "--pain-points-column", "pain_points"]
 
@@ -42,7 +43,8 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     card = (out / "README.md").read_text()
     assert "## Metrics on `feedback.csv`" in card and "| late |" in card and "## Limits" in card
     # evaluate runs the service's backend choice (auto: int8 on the CPU), and the card says which it was
-    assert metrics["backend"] == "onnx-int8" and "rows, backend onnx-int8, evaluated" in card
+    auto = "bf16" if bf16_matrix_units() else "onnx-int8"  # the service's choice on this CPU
+    assert metrics["backend"] == auto and f"rows, backend {auto}, evaluated" in card
 
     unlabelled = tmp_path / "unlabelled.csv"
     pd.read_csv(feedback_csv, keep_default_na=False)[["text"]].to_csv(unlabelled, index=False)

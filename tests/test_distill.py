@@ -3,6 +3,7 @@ bad layer counts, heads and data are refused by name."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from earshot.model import EarshotModel
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 from earshot.training.data import DataError, read_texts
 from earshot.training.distill import (DistillationConfig, DistillationTrainer, LayerTaps, embedding_loss,
-                                     layer_pairs, soften, student_from_layers, token_state_loss)
+                                     layer_pairs, narrow_ffn, soften, student_from_layers, token_state_loss)
 
 MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
                                HeadColumn("pain_points", "multi", "pain_points")))
@@ -300,3 +301,38 @@ def test_a_student_can_keep_chosen_layers_and_they_survive_a_save(teacher_dir: P
         main(["distill", "--teacher", str(teacher_dir), "--data", "x.csv", "--student-layers", "1,two",
               "--output", str(tmp_path / "never")])
     assert "--student-layers '1,two': give a count (3) or layer numbers from 1 (1,3,4,5,6)" in capsys.readouterr().err
+
+
+def test_a_narrower_feed_forward_keeps_the_neurons_that_add_most(teacher_dir: Path, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Neurons whose output weights are zero add nothing: narrowing to the others must leave every
+    answer as it was, through a save and load, while the teacher keeps its width."""
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    source = student_from_layers(teacher, 2)
+    width = source.encoder.config.intermediate_size
+    generator = torch.Generator().manual_seed(0)
+    silent = [torch.randperm(width, generator=generator)[: width // 2] for _ in source.encoder.encoder.layer]
+    with torch.no_grad():
+        for layer, dead in zip(source.encoder.encoder.layer, silent):
+            layer.output.dense.weight[:, dead] = 0.0
+    texts = ["the flight was late again", "lovely crew", "they lost my bag and nobody called"]
+    before = source.predict_proba(texts)
+    narrow = narrow_ffn(copy.deepcopy(source), width - width // 2, texts)
+    assert narrow.encoder.config.intermediate_size == width - width // 2
+    for layer, dead in zip(narrow.encoder.encoder.layer, silent):
+        assert layer.intermediate.dense.weight.shape[0] == width - width // 2
+        assert layer.output.dense.weight.abs().sum(dim=0).min() > 0  # no silent neuron kept
+    narrow.save_pretrained(tmp_path / "narrow")
+    again = EarshotModel.from_pretrained(tmp_path / "narrow", device="cpu", backend="torch").predict_proba(texts)
+    for head in ("sentiment", "pain_points"):
+        np.testing.assert_allclose(again[head], before[head], atol=1e-5)
+    # one neuron fewer than the live ones changes the answers: the test above could fail
+    fewer = narrow_ffn(copy.deepcopy(source), width - width // 2 - 4, texts).predict_proba(texts)
+    assert not np.allclose(fewer["pain_points"], before["pain_points"], atol=1e-6)
+    assert teacher.encoder.config.intermediate_size == width
+    with pytest.raises(ValueError, match=rf"--student-ffn {width}: the encoder's feed-forward blocks have {width} "
+                                         rf"neurons; choose from 1 to {width - 1}"):
+        narrow_ffn(copy.deepcopy(source), width, texts)
+    assert main(["distill", "--teacher", str(teacher_dir), "--data", "x.csv", "--student-ffn", "8",
+                 "--student-base", "b", "--output", str(tmp_path / "never")]) == 2
+    assert "cannot be used with --student-base" in caplog.text

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from conftest import tiny_heads
 from servers import clean_env, free_port, start_server, stop
 from earshot.model import DEFAULT_MODEL_DIR, EarshotModel, Head, version_id
+from earshot.model.device import bf16_matrix_units
 from earshot.service.middleware import GuardMiddleware
 from earshot.service.redaction import RedactValidationErrors
 from earshot.service.service import build_service
@@ -87,7 +88,7 @@ def test_http_classify_and_model_info(client: TestClient, served) -> None:
     assert info.json()["heads"][0] == {"name": "sentiment", "kind": "single",
                                        "labels": ["negative", "neutral", "positive"], "thresholds": {}}
     assert info.json()["version"] == body[0]["model_version"] == body[1]["model_version"] == served[1]
-    assert info.json()["backend"] == "onnx-int8"  # the default, auto, on a machine without a GPU
+    assert info.json()["backend"] == ("bf16" if bf16_matrix_units() else "onnx-int8")  # auto, with no GPU
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
 
 
