@@ -38,7 +38,7 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 def bf16_matrix_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX: the ``amx_bf16`` flag).
 
-    There torch runs the model in bfloat16 2.5 to 3 times as fast as in fp32, and twice as fast as int8
+    There torch runs the model in bfloat16 1.9 to 2.5 times as fast as in fp32, faster than int8
     ONNX (docs/experiments.md); bfloat16 without AMX has not been measured, so int8 ONNX stays the
     choice there. Linux only (other systems: False).
     """

@@ -224,7 +224,7 @@ class EarshotModel(nn.Module, TextSide):
         a user-supplied file runs arbitrary code. ``backend`` "onnx" or "onnx-int8" runs the network
         in ONNX Runtime on the CPU, from an export cached in the folder (built when missing or stale).
         "bf16" runs torch in bfloat16 on the CPU: on CPUs with AMX bfloat16 units (``bf16_matrix_units``)
-        2.5 to 3 times fp32 torch, at the same labels. "auto" takes "bf16" on a CPU with
+        1.9 to 2.5 times fp32 torch, at the same labels. "auto" takes "bf16" on a CPU with
         those units, "onnx-int8" on other CPUs and "torch" on an accelerator; when the int8 export is
         missing and cannot be written, it says why and falls back to torch.
 
