@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -97,7 +98,6 @@ class Coalescer:
         self.max_calls = max_calls
         self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
         self._in_flight: set[asyncio.Task] = set()
-        self.calls = 0  # how many calls were made, for tests and benchmarks
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         """The model worker's answer rows for ``rows``."""
@@ -114,7 +114,6 @@ class Coalescer:
                 count += len(group[-1][0])
             task = asyncio.create_task(self._send(group))
             self._in_flight.add(task)
-            self.calls += 1
 
     async def _send(self, group: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         try:
@@ -136,6 +135,14 @@ class Coalescer:
             self._dispatch()
 
 
+def load_model(settings: Settings, folder: Path | None) -> EarshotModel:
+    """The model in ``folder`` (None: the shipped one) on the settings' device and backend, logged."""
+    model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
+    logger.info("earshot model %s loaded (%s on %s): heads %s", model.version, model.backend, model.device,
+                [head.name for head in model.config.heads])
+    return model
+
+
 def build_model_worker(settings: Settings) -> Any:
     """The model worker's BentoML service class for ``settings``: ``EARSHOT_WORKERS`` copies of the
     model (one GPU with ``EARSHOT_GPU=1``), adaptive batching over token rows."""
@@ -144,16 +151,12 @@ def build_model_worker(settings: Settings) -> Any:
         name="earshot-model",
         workers=settings.workers,
         resources={"gpu": 1} if settings.gpu else {},
-        traffic={"timeout": 60},
         # BentoML's client of a dependency closes its connection session every `max_requests` requests
         # or `max_age` seconds (default 100, 300 s), failing every request still in flight on it:
         # 300 of 3,200 requests at 32 concurrent clients (BentoML issue 5540). The worker is reached
         # over a local socket, so the session never needs renewing.
         runner_connection={"max_requests": 2**31 - 1, "max_age": 10.0**9},
-        # Token ids spell the text: no request logging unless asked for, as on the API.
-        logging={"access": {"enabled": settings.log_texts, "request_content_length": True,
-                            "request_content_type": True}},
-        **({} if settings.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+        **settings.service_options(),
     )
     class EarshotModelWorker:
         def __init__(self) -> None:
@@ -161,15 +164,9 @@ def build_model_worker(settings: Settings) -> Any:
                 redaction.install()
             if settings.threads:
                 torch.set_num_threads(settings.threads)
-            self.follower = Follower(self._load, settings.model,
+            self.follower = Follower(partial(load_model, settings), settings.model,
                                      Registry(settings.registry) if settings.registry else None,
                                      settings.reload_seconds)
-
-        @staticmethod
-        def _load(folder: Path | None) -> EarshotModel:
-            model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
-            logger.info("earshot model worker: model %s loaded (%s on %s)", model.version, model.backend, model.device)
-            return model
 
         @bentoml.on_shutdown
         def _close(self) -> None:

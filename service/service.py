@@ -12,7 +12,7 @@ environment (``service/settings.py``) the first time it is asked for, not when t
 # that BentoML and pydantic can only see if the annotations are evaluated where the class is defined.
 import logging
 import threading
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +33,7 @@ from earshot.model import EarshotModel, ModelFront, Prediction
 from . import redaction
 from .following import Follower
 from .middleware import GuardMiddleware
-from .model_worker import Coalescer, build_model_worker, split_outputs, token_rows
+from .model_worker import Coalescer, build_model_worker, load_model, split_outputs, token_rows
 from .review import review_app
 from .schemas import (Classification, CorrectionItem, CorrectionsStored, FeedbackItem, HeadAnswer, HeadInfo,
                       ModelInfo)
@@ -66,11 +66,7 @@ def build_service(settings: Settings) -> Any:
         name="earshot",
         workers=settings.api_workers if split else settings.workers,
         resources={"gpu": 1} if settings.gpu and not split else {},
-        traffic={"timeout": 60},
-        # Feedback text is personal data: request logging stays off unless asked for.
-        logging={"access": {"enabled": settings.log_texts, "request_content_length": True,
-                            "request_content_type": True}},
-        **({} if settings.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+        **settings.service_options(),
     )
     @bentoml.asgi_app(model_info_app, path="/model")
     @bentoml.asgi_app(review_app, path="/review")
@@ -85,8 +81,8 @@ def build_service(settings: Settings) -> Any:
                 torch.set_num_threads(settings.threads)
             self.registry = Registry(settings.registry) if settings.registry else None
             # Split, this process never runs the network: the tokenizer and heads are all it loads.
-            self.follower = Follower(self._load_front if split else self._load, settings.model, self.registry,
-                                     settings.reload_seconds)
+            self.follower = Follower(self._load_front if split else partial(load_model, settings), settings.model,
+                                     self.registry, settings.reload_seconds)
             self.store = (FeedbackStore.open(settings.feedback_db, similar_above=settings.review_similar)
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
@@ -98,13 +94,6 @@ def build_service(settings: Settings) -> Any:
         def model(self) -> EarshotModel | ModelFront:
             """The served model (split: its front, the tokenizer and heads), current with the registry."""
             return self.follower.current
-
-        @staticmethod
-        def _load(folder: Path | None) -> EarshotModel:
-            model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
-            logger.info("earshot model %s loaded (%s on %s): heads %s", model.version, model.backend,
-                        model.device, [head.name for head in model.config.heads])
-            return model
 
         @staticmethod
         def _load_front(folder: Path | None) -> ModelFront:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from earshot.loop.capture import CapturePolicy, Disagreement
 from earshot.loop.store import SIMILAR_ABOVE
@@ -92,6 +92,21 @@ class Settings:
     review_similar: float = SIMILAR_ABOVE
     # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
     api_workers: int = 0
+
+    def service_options(self) -> dict[str, Any]:
+        """The BentoML service options that the API and the model worker share.
+
+        Example:
+            >>> Settings.from_env({}).service_options()["logging"]["access"]["enabled"]
+            False
+        """
+        return {
+            "traffic": {"timeout": 60},
+            # Feedback text, and the token ids that spell it, is personal data: no request logs unless asked for.
+            "logging": {"access": {"enabled": self.log_texts, "request_content_length": True,
+                                   "request_content_type": True}},
+            **({} if self.tracing else {"tracing": {"excluded_urls": [".*"]}}),
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

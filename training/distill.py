@@ -43,6 +43,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
+from transformers.pytorch_utils import prune_linear_layer
 
 from earshot.files import atomic_path, sha256
 from earshot.model import SINGLE, EarshotModel
@@ -168,28 +169,10 @@ def narrow_ffn(student: EarshotModel, width: int, texts: Sequence[str]) -> Earsh
     for layer, active in zip(layers, activity):
         into, out = layer.intermediate.dense, layer.output.dense
         keep = torch.argsort(active * out.weight.detach().float().cpu().norm(dim=0), descending=True)[:width].sort().values
-        layer.intermediate.dense = _rows_of(into, keep.to(into.weight.device))
-        layer.output.dense = _columns_of(out, keep.to(out.weight.device))
+        layer.intermediate.dense = prune_linear_layer(into, keep, dim=0)
+        layer.output.dense = prune_linear_layer(out, keep, dim=1)
     config.intermediate_size = width
     return student
-
-
-def _rows_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    narrow = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None).to(linear.weight)
-    with torch.no_grad():
-        narrow.weight.copy_(linear.weight[keep])
-        if linear.bias is not None:
-            narrow.bias.copy_(linear.bias[keep])
-    return narrow
-
-
-def _columns_of(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    narrow = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None).to(linear.weight)
-    with torch.no_grad():
-        narrow.weight.copy_(linear.weight[:, keep])
-        if linear.bias is not None:
-            narrow.bias.copy_(linear.bias)
-    return narrow
 
 
 def layer_numbers(layers: int | Sequence[int], have: int, encoder: str = "model") -> list[int]:
