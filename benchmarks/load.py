@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests-per-client", type=int, default=40)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--backend", action="append", choices=["auto", "torch", "onnx", "onnx-int8"],
+    parser.add_argument("--backend", action="append", choices=["auto", "torch", "bf16", "onnx", "onnx-int8"],
                         help="EARSHOT_BACKEND of the server under test (repeatable; default: auto, the service's)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--scale", action="store_true",
@@ -246,12 +246,15 @@ def main() -> None:
     parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture")
     parser.add_argument("--api-workers", type=int, default=0, metavar="N",
                         help="serve split: N API workers in front of the model worker (EARSHOT_API_WORKERS)")
+    parser.add_argument("--compile", action="store_true", help="serve with --compile (EARSHOT_COMPILE=1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     texts = load_texts(4000)
     base_env = {"EARSHOT_MODEL": str(args.model.resolve())} if args.model else {}
     if args.api_workers:
         base_env["EARSHOT_API_WORKERS"] = str(args.api_workers)
+    if args.compile:
+        base_env["EARSHOT_COMPILE"] = "1"
     results: dict[str, dict] = {}
     for backend in args.backend or ["auto"]:
         results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,

@@ -12,6 +12,7 @@ tokenizer (`--memory-model tiny`): memory that grows with rows comes from readin
 writing tables, which is the same whatever the network.
 
     python benchmarks/scoring.py --rows 100000 --memory-rows 100000 1000000 --memory-model tiny
+    python benchmarks/scoring.py --rows 10000 --memory-rows 1000 2000 --rounds 7 --compile    (`earshot score --compile`)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def tiny_model_dir(folder: Path) -> Path:
 
 
 def measure_throughput(model_dir: str | None, source: Path, rows: int, output: Path,
-                       backend: str = "auto", rounds: int = 3) -> dict[str, object]:
+                       backend: str = "auto", rounds: int = 3, compiled: bool = False) -> dict[str, object]:
     """Raw ``predict`` and ``score_file`` on the same rows, ``rounds`` times in alternating order (this
     machine drifts by a third between minutes): each round's rates and ratio, and the median ratio."""
     sys.path.insert(0, str(ROOT))
@@ -71,7 +72,7 @@ def measure_throughput(model_dir: str | None, source: Path, rows: int, output: P
     from earshot.tables import read_chunks
     from earshot.model import EarshotModel
 
-    model = EarshotModel.from_pretrained(model_dir, device="cpu", backend=backend)
+    model = EarshotModel.from_pretrained(model_dir, device="cpu", backend=backend, compiled=compiled)
     texts = [t for chunk in read_chunks(source, 100_000) for t in chunk["text"]]
     model.predict(texts[:512])  # warm-up
 
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--memory-model", default="tiny", help="'tiny' or a model folder")
     parser.add_argument("--backend", default="auto", help="as `earshot score --backend` (default: auto, its default)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw / score pairs (median ratio)")
+    parser.add_argument("--compile", action="store_true", help="as `earshot score --compile`")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -150,7 +152,7 @@ def main() -> None:
         source = work / "rows.csv"
         write_rows(source, args.rows)
         results.update(measure_throughput(args.model, source, args.rows, work / "scored.parquet", args.backend,
-                                          args.rounds))
+                                          args.rounds, args.compile))
         for r in results["rounds"]:
             print(f"{args.rows} rows, backend {args.backend} ({results['backend']}): raw predict "
                   f"{r['raw_predict_rows_per_s']:.1f} rows/s, earshot score {r['score_rows_per_s']:.1f} rows/s, "

@@ -32,10 +32,10 @@ class _Scorer:
     """A Ray actor: one model per actor, loaded in its constructor."""
 
     def __init__(self, model_dir: str, text_column: str, device: str | None, batch_size: int | None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", compiled: bool = False) -> None:
         from .model import EarshotModel
 
-        self.model = EarshotModel.from_pretrained(model_dir, device=device, backend=backend)
+        self.model = EarshotModel.from_pretrained(model_dir, device=device, backend=backend, compiled=compiled)
         self.text_column = text_column
         self.batch_size = batch_size
 
@@ -63,7 +63,8 @@ def _read_dataset(path: Path, columns: list[str]) -> Any:
 def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, text_column: str = "text",
                         address: str | None = None, actors: int | None = None, chunk_size: int = 4096,
                         batch_size: int | None = None, device: str | None = None,
-                        num_gpus_per_actor: float = 0.0, backend: str = "auto") -> ScoreSummary:
+                        num_gpus_per_actor: float = 0.0, backend: str = "auto",
+                        compiled: bool = False) -> ScoreSummary:
     """Score ``input_path`` on Ray; output written atomically like the local engine's."""
     ray = require("ray", extra="ray", feature="--engine ray")
     DataContext = require("ray.data", extra="ray", feature="--engine ray").DataContext
@@ -90,7 +91,8 @@ def score_file_with_ray(model_dir: Path, input_path: Path, output_path: Path, te
             pool = ceiling
         scored = _read_dataset(input_path, columns).map_batches(
             _Scorer, fn_constructor_kwargs={"model_dir": str(model_dir.resolve()), "text_column": text_column,
-                                            "device": device, "batch_size": batch_size, "backend": backend},
+                                            "device": device, "batch_size": batch_size, "backend": backend,
+                                            "compiled": compiled},
             batch_format="pandas", batch_size=chunk_size, concurrency=pool, num_gpus=num_gpus_per_actor)
         work = output_path.parent / f".{output_path.name}.earshot-ray-parts"
         shutil.rmtree(work, ignore_errors=True)

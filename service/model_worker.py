@@ -137,7 +137,8 @@ class Coalescer:
 
 def load_model(settings: Settings, folder: Path | None) -> EarshotModel:
     """The model in ``folder`` (None: the shipped one) on the settings' device and backend, logged."""
-    model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend)
+    model = EarshotModel.from_pretrained(folder, device=settings.device, backend=settings.backend,
+                                         compiled=settings.compile)
     logger.info("earshot model %s loaded (%s on %s): heads %s", model.version, model.backend, model.device,
                 [head.name for head in model.config.heads])
     return model

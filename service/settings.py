@@ -4,7 +4,8 @@
 |-----------------------------|------------------------|------------------------------------------------------|
 | EARSHOT_MODEL               | the shipped model      | model folder to serve                                |
 | EARSHOT_DEVICE              | auto (cuda, mps, cpu)  | force a device: cpu, cuda, cuda:1, mps               |
-| EARSHOT_BACKEND             | auto                   | auto: per-token int8 ONNX on CPU, torch on GPU; torch, onnx, onnx-int8 |
+| EARSHOT_BACKEND             | auto                   | auto: bf16 on a CPU with AMX, per-token int8 ONNX on other CPUs, torch on GPU; torch, bf16, onnx, onnx-int8 |
+| EARSHOT_COMPILE             | 0                      | 1: the torch or bf16 backend through torch.compile, compiled at start |
 | EARSHOT_MAX_BATCH_SIZE      | 64                     | most texts in one forward pass (adaptive batching)   |
 | EARSHOT_MAX_LATENCY_MS      | 1000                   | most time a text may wait in the batching queue       |
 | EARSHOT_MAX_ITEMS           | 256                    | most texts in one request                            |
@@ -92,6 +93,7 @@ class Settings:
     review_similar: float = SIMILAR_ABOVE
     # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
     api_workers: int = 0
+    compile: bool = False
 
     def service_options(self) -> dict[str, Any]:
         """The BentoML service options that the API and the model worker share.
@@ -133,6 +135,7 @@ class Settings:
             api_key=env.get("EARSHOT_API_KEY") or None,
             log_texts=env.get("EARSHOT_LOG_TEXTS", "0") == "1",
             tracing=env.get("EARSHOT_TRACING", "0") == "1",
+            compile=env.get("EARSHOT_COMPILE", "0") == "1",
             registry=env.get("EARSHOT_REGISTRY") or None,
             reload_seconds=_int(env, "EARSHOT_RELOAD_SECONDS", 2),
             feedback_db=env.get("EARSHOT_FEEDBACK_DB") or None,

@@ -45,6 +45,21 @@ def tiny_model(tiny_base: Path) -> EarshotModel:
     return EarshotModel.from_base(str(tiny_base), tiny_heads(), max_length=32).to_device("cpu")
 
 
+@pytest.fixture()
+def saved_tiny(tiny_model: EarshotModel, tmp_path: Path) -> Path:
+    """The untrained tiny model saved as a model folder."""
+    tiny_model.save_pretrained(tmp_path / "m")
+    return tmp_path / "m"
+
+
+@pytest.fixture()
+def feedback_texts() -> list[str]:
+    """The first 60 texts of the fixture file."""
+    import pandas as pd
+
+    return pd.read_csv(FEEDBACK_CSV, keep_default_na=False)["text"].tolist()[:60]
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     path = resolve_base_model(DEFAULT_BASE_MODEL)

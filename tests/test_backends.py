@@ -30,22 +30,11 @@ def no_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: False)
 
 
-@pytest.fixture()
-def saved(tiny_model: EarshotModel, tmp_path: Path) -> Path:
-    tiny_model.save_pretrained(tmp_path / "m")
-    return tmp_path / "m"
-
-
-def _texts() -> list[str]:
-    frame = pd.read_csv(Path(__file__).parent / "data" / "feedback.csv", keep_default_na=False)
-    return frame["text"].tolist()[:60]
-
-
-def test_onnx_fp32_matches_torch(saved: Path) -> None:
-    torch_model = EarshotModel.from_pretrained(saved, device="cpu")
-    onnx_model = EarshotModel.from_pretrained(saved, backend="onnx")
-    assert export_status(saved, "onnx") is None  # exported on first use, cached beside the model
-    texts = _texts()
+def test_onnx_fp32_matches_torch(feedback_texts: list[str], saved_tiny: Path) -> None:
+    torch_model = EarshotModel.from_pretrained(saved_tiny, device="cpu")
+    onnx_model = EarshotModel.from_pretrained(saved_tiny, backend="onnx")
+    assert export_status(saved_tiny, "onnx") is None  # exported on first use, cached beside the model
+    texts = feedback_texts
     expected, got = torch_model.predict_proba(texts), onnx_model.predict_proba(texts)
     for head in ("sentiment", "pain_points"):
         np.testing.assert_allclose(got[head], expected[head], atol=FP32_TOLERANCE)
@@ -55,39 +44,39 @@ def test_onnx_fp32_matches_torch(saved: Path) -> None:
     assert onnx_model.version == torch_model.version
 
 
-def test_stale_export_is_rebuilt(saved: Path, tiny_model: EarshotModel) -> None:
-    EarshotModel.from_pretrained(saved, backend="onnx")
+def test_stale_export_is_rebuilt(saved_tiny: Path, tiny_model: EarshotModel) -> None:
+    EarshotModel.from_pretrained(saved_tiny, backend="onnx")
     tiny_model.heads["sentiment"].bias.data += 1.0  # new weights in the same folder
-    tiny_model.save_pretrained(saved)
-    assert "stale" in export_status(saved, "onnx")
-    rebuilt = EarshotModel.from_pretrained(saved, backend="onnx")
-    assert export_status(saved, "onnx") is None
-    reference = EarshotModel.from_pretrained(saved, device="cpu").predict_proba(["late again"])["sentiment"]
+    tiny_model.save_pretrained(saved_tiny)
+    assert "stale" in export_status(saved_tiny, "onnx")
+    rebuilt = EarshotModel.from_pretrained(saved_tiny, backend="onnx")
+    assert export_status(saved_tiny, "onnx") is None
+    reference = EarshotModel.from_pretrained(saved_tiny, device="cpu").predict_proba(["late again"])["sentiment"]
     np.testing.assert_allclose(rebuilt.predict_proba(["late again"])["sentiment"], reference, atol=FP32_TOLERANCE)
 
 
-def test_missing_export_in_a_read_only_folder_is_reported(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_export_in_a_read_only_folder_is_reported(saved_tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import earshot.model.onnx_backend as backend
 
     # root may write anywhere, so the folder is made unwritable in the eyes of the check itself
     monkeypatch.setattr(backend.os, "access", lambda path, mode: False)
     with pytest.raises(ExportError, match=r"no onnx-int8 export .* run `earshot export --model"):
-        EarshotModel.from_pretrained(saved, backend="onnx-int8")
+        EarshotModel.from_pretrained(saved_tiny, backend="onnx-int8")
 
 
-def test_load_runner_refuses_to_rebuild_when_told(saved: Path) -> None:
+def test_load_runner_refuses_to_rebuild_when_told(saved_tiny: Path) -> None:
     from earshot.model.onnx_backend import load_onnx_runner
 
-    model = EarshotModel.from_pretrained(saved, device="cpu")
+    model = EarshotModel.from_pretrained(saved_tiny, device="cpu")
     with pytest.raises(ExportError, match=r"no onnx export in .*earshot export"):
-        load_onnx_runner(model, saved, model.version, "onnx", rebuild=False)
+        load_onnx_runner(model, saved_tiny, model.version, "onnx", rebuild=False)
 
 
-def test_unknown_backend_and_gpu_with_onnx_are_refused(saved: Path) -> None:
+def test_unknown_backend_and_gpu_with_onnx_are_refused(saved_tiny: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'"):
-        EarshotModel.from_pretrained(saved, backend="tensorrt")
+        EarshotModel.from_pretrained(saved_tiny, backend="tensorrt")
     with pytest.raises(ValueError, match=r"runs on the CPU"):
-        EarshotModel.from_pretrained(saved, backend="onnx", device="cuda")
+        EarshotModel.from_pretrained(saved_tiny, backend="onnx", device="cuda")
 
 
 @pytest.mark.integration
@@ -107,13 +96,13 @@ def test_int8_gives_torch_labels_on_the_default_model(tmp_path: Path) -> None:
                                atol=INT8_TOLERANCE)
 
 
-def test_auto_takes_int8_on_the_cpu_with_every_projection_in_int8(saved: Path, no_bf16_units) -> None:
+def test_auto_takes_int8_on_the_cpu_with_every_projection_in_int8(saved_tiny: Path, no_bf16_units) -> None:
     import onnx
 
-    model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
-    assert model.backend == "onnx-int8" and export_status(saved, "onnx-int8") is None
-    graph = onnx.load(str(saved / "onnx" / "model-int8.onnx")).graph
-    layers = EarshotModel.from_pretrained(saved, device="cpu").encoder.config.num_hidden_layers
+    model = EarshotModel.from_pretrained(saved_tiny, backend="auto", device="cpu")
+    assert model.backend == "onnx-int8" and export_status(saved_tiny, "onnx-int8") is None
+    graph = onnx.load(str(saved_tiny / "onnx" / "model-int8.onnx")).graph
+    layers = EarshotModel.from_pretrained(saved_tiny, device="cpu").encoder.config.num_hidden_layers
     integer = [node for node in graph.node if node.op_type == "MatMulInteger"]
     assert len(integer) == 6 * layers  # Q, K, V, attention output, FFN in and out of every block
     weights = {tensor.name for tensor in graph.initializer}
@@ -122,9 +111,10 @@ def test_auto_takes_int8_on_the_cpu_with_every_projection_in_int8(saved: Path, n
     assert not any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
 
 
-def test_int8_answer_does_not_depend_on_the_other_texts_in_the_pass(saved: Path) -> None:
-    model = EarshotModel.from_pretrained(saved, backend="onnx-int8")
-    texts = _texts()
+def test_int8_answer_does_not_depend_on_the_other_texts_in_the_pass(saved_tiny: Path,
+                                                                    feedback_texts: list[str]) -> None:
+    model = EarshotModel.from_pretrained(saved_tiny, backend="onnx-int8")
+    texts = feedback_texts
     together = model.predict_proba(texts, batch_size=64)
     alone = [model.predict_proba([text]) for text in texts]
     # Activations are quantised per token, so neighbours and padding change nothing beyond the last
@@ -143,28 +133,29 @@ def test_int8_weight_columns_round_trip_within_half_a_step() -> None:
     assert (np.abs(quantised * scale - weight) <= scale / 2 + 1e-6).all()
 
 
-def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved: Path, monkeypatch, caplog,
+def test_auto_falls_back_to_torch_with_a_warning_when_it_cannot_export(saved_tiny: Path, monkeypatch, caplog,
                                                                       no_bf16_units) -> None:
     import earshot.model.onnx_backend as backend
 
     monkeypatch.setattr(backend.os, "access", lambda path, mode: False)
     with caplog.at_level("WARNING", logger="earshot.model.modeling"):
-        model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+        model = EarshotModel.from_pretrained(saved_tiny, backend="auto", device="cpu")
     assert model.backend == "torch"
     assert "read-only, so serving with torch" in caplog.text and "earshot export --model" in caplog.text
 
 
-def test_batch_scoring_defaults_to_the_services_backend(saved: Path, tmp_path: Path) -> None:
+def test_batch_scoring_defaults_to_the_services_backend(saved_tiny: Path, tmp_path: Path,
+                                                        feedback_texts: list[str]) -> None:
     """`earshot score` with no --backend gives the answers the service (backend auto) gives, to the last digit."""
     from earshot.cli import main
 
-    texts = _texts()[:20]
+    texts = feedback_texts[:20]
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
-    assert main(["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--model", str(saved),
+    assert main(["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--model", str(saved_tiny),
                  "--no-progress"]) == 0
     scored = pd.read_csv(tmp_path / "out.csv")
-    service = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
-    torch_model = EarshotModel.from_pretrained(saved, device="cpu")
+    service = EarshotModel.from_pretrained(saved_tiny, backend="auto", device="cpu")
+    torch_model = EarshotModel.from_pretrained(saved_tiny, device="cpu")
     assert service.backend == AUTO_ON_THIS_CPU
     expected = [p["sentiment"].labels[0].score for p in service.predict(texts)]
     np.testing.assert_allclose(scored["sentiment_score"], expected, rtol=0, atol=1e-6)
@@ -173,15 +164,16 @@ def test_batch_scoring_defaults_to_the_services_backend(saved: Path, tmp_path: P
                   ).max() > 1e-6
 
 
-def test_auto_takes_bf16_on_a_cpu_with_matrix_units_and_keeps_torchs_labels(saved: Path, monkeypatch) -> None:
+def test_auto_takes_bf16_on_a_cpu_with_matrix_units_and_keeps_torchs_labels(saved_tiny: Path, monkeypatch,
+                                                                            feedback_texts: list[str]) -> None:
     import torch
 
     monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: True)
-    model = EarshotModel.from_pretrained(saved, backend="auto", device="cpu")
+    model = EarshotModel.from_pretrained(saved_tiny, backend="auto", device="cpu")
     assert model.backend == "bf16" and next(model.parameters()).dtype == torch.bfloat16
-    assert export_status(saved, "onnx-int8") is not None  # nothing exported: bf16 runs the torch module
-    texts = _texts()
-    reference = EarshotModel.from_pretrained(saved, device="cpu")
+    assert export_status(saved_tiny, "onnx-int8") is not None  # nothing exported: bf16 runs the torch module
+    texts = feedback_texts
+    reference = EarshotModel.from_pretrained(saved_tiny, device="cpu")
     mine, theirs = model.predict_proba(texts), reference.predict_proba(texts)
     for head in ("sentiment", "pain_points"):
         assert mine[head].dtype == np.float32
@@ -191,7 +183,7 @@ def test_auto_takes_bf16_on_a_cpu_with_matrix_units_and_keeps_torchs_labels(save
     alone = np.concatenate([model.predict_proba([text])["sentiment"] for text in texts[:20]])
     np.testing.assert_allclose(alone, mine["sentiment"][:20], atol=BF16_TOLERANCE / 2)
     with pytest.raises(ValueError, match="backend 'bf16' runs on the CPU; use backend 'torch' for device 'cuda'"):
-        EarshotModel.from_pretrained(saved, backend="bf16", device="cuda")
+        EarshotModel.from_pretrained(saved_tiny, backend="bf16", device="cuda")
 
 
 def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
