@@ -63,4 +63,6 @@ def test_child_peak_memory_counts_the_child_only():
     small = child_peak_mib("x = 1")
     large = child_peak_mib("import sys\nx = bytearray(int(sys.argv[1]) * 2**20)\nx[::4096] = b'1' * len(x[::4096])", "300")
     assert small < 200
-    assert 300 <= large - small < 400
+    # The two children's own start-up memory differs by a fraction of a MiB (299.96 was seen), so the
+    # 300 MiB allocation shows as 300 give or take a little; the 600 MiB parent would add 600.
+    assert 290 <= large - small < 400
