@@ -1,7 +1,7 @@
 """Does a text's answer depend on the texts scored beside it? For each backend: the largest score
 difference and the changed labels between scoring N tweets one at a time and all together.
 
-    python benchmarks/batch_independence.py [--texts 1000] [--backend bf16 --backend onnx-int8]
+    python benchmarks/batch_independence.py [--texts 1000] [--backend bf16 --backend onnx-int8 --backend "bf16 compiled"]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inference import airline_texts  # noqa: E402
-from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402
+from benchmarks.inference import BACKENDS, airline_texts, load_backends  # noqa: E402
+from earshot.model import DEFAULT_MODEL_DIR, EarshotModel  # noqa: E402  (compare's type)
 
 
 def compare(model: EarshotModel, texts: list[str]) -> dict[str, float]:
@@ -35,11 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--backend", action="append", choices=["torch", "bf16", "onnx", "onnx-int8"])
+    parser.add_argument("--backend", action="append", choices=BACKENDS)
     args = parser.parse_args()
     texts = airline_texts(args.texts)
     for backend in args.backend or ["torch", "bf16", "onnx-int8"]:
-        figures = compare(EarshotModel.from_pretrained(args.model, device="cpu", backend=backend), texts)
+        figures = compare(load_backends(args.model, [backend])[backend], texts)
         print(f"{backend}, {len(texts)} tweets alone against together: " + "; ".join(
             f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in figures.items()))
 

@@ -39,6 +39,8 @@ class TorchRunner:
     def __init__(self, module: nn.Module, name: str = "torch") -> None:
         self.module = module
         self.name = name
+        self._packed = module.forward_packed  # packed rows (model/packing.py)
+        self._padded = module
 
     @property
     def device(self) -> torch.device:
@@ -52,10 +54,10 @@ class TorchRunner:
 
     def _forward(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         dtype = next(self.module.parameters()).dtype
-        if "position_ids" in tensors:  # packed rows (model/packing.py)
-            return self.module.forward_packed(tensors["input_ids"], tensors["position_ids"],
-                                              tensors["attention_mask"].to(dtype), tensors["pooling"].to(dtype))
-        return self.module(tensors["input_ids"], tensors["attention_mask"])
+        if "position_ids" in tensors:
+            return self._packed(tensors["input_ids"], tensors["position_ids"],
+                                tensors["attention_mask"].to(dtype), tensors["pooling"].to(dtype))
+        return self._padded(tensors["input_ids"], tensors["attention_mask"])
 
 
 class CompiledRunner(TorchRunner):
@@ -92,14 +94,7 @@ class CompiledRunner(TorchRunner):
         from torch._inductor import config as inductor_config  # imported once, on the first pass
 
         with inductor_config.patch(freezing=True):
-            return self._compiled(tensors)
-
-    def _compiled(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        dtype = next(self.module.parameters()).dtype
-        if "position_ids" in tensors:
-            return self._packed(tensors["input_ids"], tensors["position_ids"],
-                                tensors["attention_mask"].to(dtype), tensors["pooling"].to(dtype))
-        return self._padded(tensors["input_ids"], tensors["attention_mask"])
+            return super()._forward(tensors)
 
 
 def at_least_two(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
