@@ -108,5 +108,7 @@ def pack(token_rows: Sequence[Sequence[int]], pad_id: int, position_offset: int,
                 weights[index, first:first + length] = 1.0 / length
             start += length
     same_text = segment[:, :, None] == segment[:, None, :]
-    mask = np.where(same_text, np.float32(0), _BLOCKED).astype(np.float32)[:, None]
+    # reshape, not [:, None]: the added axis gets a real stride instead of 0, so every pass's mask has
+    # the same strides (a compiled graph is specialised to its inputs' strides: model/runners.py).
+    mask = np.where(same_text, np.float32(0), _BLOCKED).astype(np.float32).reshape(len(rows), 1, width, width)
     return PackedBatch(input_ids, positions, mask, weights)
