@@ -108,6 +108,9 @@ def add_config_flags(train: argparse.ArgumentParser) -> None:
     _config_flag(train, "--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     _config_flag(train, "--save-dtype", choices=["float32", "float16"],
                  help="weights precision on disk, whatever device trained (float16 halves the size)")
+    train.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_const", const=False,
+                       default=argparse.SUPPRESS,
+                       help="train in fp32 throughout (default: forward passes in bfloat16 on GPUs and on CPUs with AMX)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     _config_flag(train, "--keep-checkpoints", action="store_const", const=True)
     train.add_argument("--label", default="", help="a human name for this model version, shown beside its id")

@@ -33,6 +33,7 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     assert main(_train_args(feedback_csv, tiny_base, out)) == 0
     model = EarshotModel.from_pretrained(out)
     assert model.config.provenance["data_file"] == "feedback.csv"
+    assert model.config.provenance["config"]["mixed_precision"] is True
     assert model.config.provenance["columns"]["heads"] == {"sentiment": "sentiment", "pain_points": "pain_points"}
 
     assert main(["evaluate", "--data", str(feedback_csv), "--model", str(out), *COLUMNS]) == 0
@@ -42,6 +43,8 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     assert (out / "confusion_sentiment.png").stat().st_size > 1000
     card = (out / "README.md").read_text()
     assert "## Metrics on `feedback.csv`" in card and "| late |" in card and "## Limits" in card
+    precision = "bfloat16 mixed" if bf16_matrix_units() else "float32"  # how training ran on this CPU
+    assert model.config.provenance["precision"] == precision and f", {precision}." in card
     # evaluate runs the service's backend choice (auto: int8 on the CPU), and the card says which it was
     auto = "bf16" if bf16_matrix_units() else "onnx-int8"  # the service's choice on this CPU
     assert metrics["backend"] == auto and f"rows, backend {auto}, evaluated" in card
@@ -168,3 +171,13 @@ def test_a_missing_ray_names_the_extra_to_install(tiny_model: EarshotModel, tmp_
     code = main(["score", str(source), "-o", str(tmp_path / "o.csv"), "--model", str(folder), "--engine", "ray"])
     assert code == 2
     assert "pip install 'earshot[ray]'" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_no_mixed_precision_reaches_the_training_config(command: str, tmp_path: Path) -> None:
+    from earshot.cli import _build_parser, training_config
+
+    given = ["--teacher", "t", "--data", "d.csv"] if command == "distill" else []
+    parse = _build_parser().parse_args
+    assert training_config(parse([command, *given, "--output", str(tmp_path), "--no-mixed-precision"])).mixed_precision is False
+    assert training_config(parse([command, *given, "--output", str(tmp_path)])).mixed_precision is True

@@ -179,3 +179,27 @@ def test_ranking_loss_moves_the_pain_point_head(tiny_base: Path, split, tmp_path
                                                   ranking_loss_weight=weight)).train()
         heads.append(model.heads["pain_points"].weight.detach().clone())
     assert not torch.allclose(heads[0], heads[1])
+
+
+@pytest.mark.parametrize("amx, mixed, expected", [(True, True, torch.bfloat16), (True, False, torch.float32),
+                                                  (False, True, torch.float32)])
+def test_training_runs_forward_passes_in_bfloat16_on_a_cpu_with_amx(tiny_base: Path, split, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, amx: bool,
+                                                                   mixed: bool, expected: torch.dtype) -> None:
+    """Only the training steps' forward passes change dtype: the weights stay fp32, and validation and
+    the saved model run in fp32."""
+    import earshot.model.device as device_module
+
+    monkeypatch.setattr(device_module, "bf16_matrix_units", lambda: amx)
+    data, train, validation = split
+    model = _fresh(tiny_base, data)
+    seen: dict[bool, set[torch.dtype]] = {True: set(), False: set()}
+    # A projection's output: layer norms run in fp32 under autocast anyway.
+    model.encoder.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda module, args, out: seen[module.training].add(out.dtype))
+    result = Trainer(model, train, validation, _config(tmp_path / "run", epochs=2, mixed_precision=mixed)).train()
+    assert seen == {True: {expected}, False: {torch.float32}}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert np.isfinite(result.history[-1]["train_loss"]) and result.best_score > 0.5
+    precision = EarshotModel.from_pretrained(tmp_path / "run").config.provenance["precision"]
+    assert precision == ("bfloat16 mixed" if expected == torch.bfloat16 else "float32")

@@ -63,6 +63,8 @@ class TrainingConfig:
     contrastive_learning_rate: float = 3e-5
     contrastive_temperature: float = 0.05
     head_fit_c: float = 10.0
+    # Forward passes in bfloat16 (float16 on older GPUs) where the hardware does it natively: CUDA, and
+    # CPUs with AMX (model.device.training_autocast). False: fp32 throughout.
     mixed_precision: bool = True
     device: str | None = None
     keep_checkpoints: bool = False

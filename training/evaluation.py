@@ -152,7 +152,8 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         f"- Rows: {provenance.get('train_rows', '?')} for training, {provenance.get('validation_rows', '?')} for "
         f"validation (early stopping, threshold tuning); {provenance.get('rows_skipped', 0)} skipped.",
         f"- Best epoch {provenance.get('best_epoch', '?')} of {provenance.get('epochs_run', '?')}, trained in "
-        f"{provenance.get('training_seconds', '?')} s on {provenance.get('trained_on', 'CPU')}.",
+        f"{provenance.get('training_seconds', '?')} s on {provenance.get('trained_on', 'CPU')}"
+        + (f", {provenance['precision']}." if provenance.get("precision") else "."),
         *_distillation_lines(provenance.get("distilled_from")),
         "",
         f"## Metrics on `{metrics['data_file']}` ({metrics['rows']} rows, "

@@ -26,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from earshot.files import sha256
 from earshot.model import SINGLE, EarshotModel, Head
-from earshot.model.device import resolve_device
+from earshot.model.device import resolve_device, training_autocast
 
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
@@ -116,9 +116,10 @@ class Trainer:
             self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
             checkpoint()
         losses = self._losses(targets)
-        use_amp = self.config.mixed_precision and self.device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        amp_dtype = training_autocast(self.device, self.config.mixed_precision)
+        use_amp = amp_dtype is not None
+        # float16 gradients underflow without scaling; bfloat16 has fp32's range and needs none.
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
         while state.epoch < epochs and not self._should_stop(state):
             epoch = state.epoch + 1
@@ -214,6 +215,7 @@ class Trainer:
         trained = EarshotModel.from_pretrained(best, device="cpu")
         provenance = {**trained.config.provenance, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
                       "training_seconds": round(seconds, 1), "trained_on": _describe(self.device),
+                      "precision": _precision(training_autocast(self.device, self.config.mixed_precision)),
                       "config": self.config.to_dict(),
                       "history": state.history, **state.fingerprint}
         trained.config.provenance = provenance
@@ -346,6 +348,11 @@ def validation_score(metrics: dict[str, Any], heads: Sequence[Head]) -> float:
     """The early-stopping score: the mean over heads of macro-F1 (single heads: every class counts,
     however rare) and micro-F1 (multi heads: every label decision counts)."""
     return float(np.mean([metrics[h.name]["macro_f1" if h.kind == SINGLE else "micro_f1"] for h in heads]))
+
+
+def _precision(autocast: torch.dtype | None) -> str:
+    """How training steps ran, for the model card: "bfloat16 mixed", "float16 mixed" or "float32"."""
+    return "float32" if autocast is None else f"{str(autocast).removeprefix('torch.')} mixed"
 
 
 def _describe(device: torch.device) -> str:
