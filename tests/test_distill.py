@@ -17,11 +17,12 @@ import torch
 from safetensors.torch import load_file
 
 from earshot.cli import main
-from earshot.model import EarshotModel
+from earshot.model import EarshotModel, Head
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 from earshot.training.data import DataError, read_texts
 from earshot.training.distill import (DistillationConfig, DistillationTrainer, LayerTaps, embedding_loss,
-                                     layer_pairs, narrow_ffn, soften, student_from_layers, token_state_loss)
+                                     layer_pairs, narrow_ffn, soften, student_from_layers, student_start,
+                                     token_state_loss)
 
 MAPPING = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
                                HeadColumn("pain_points", "multi", "pain_points")))
@@ -81,7 +82,7 @@ def test_the_students_answers_move_toward_the_teachers(tiny_base: Path, teacher_
     after = _distance(student, teacher, texts)
     assert after < 0.5 * before, (before, after)
     saved = EarshotModel.from_pretrained(tmp_path / "s", device="cpu")
-    assert saved.config.provenance["teacher"] == teacher.version
+    assert saved.config.provenance["teachers"] == [teacher.version]
     assert saved.config.provenance["distillation"] == {"temperature": 1.0, "gold_weight": 0.0, "embedding_weight": 0.0,
                                                        "hidden_weight": 0.0}
     pain = saved.config.head("pain_points")
@@ -333,6 +334,64 @@ def test_a_narrower_feed_forward_keeps_the_neurons_that_add_most(teacher_dir: Pa
     with pytest.raises(ValueError, match=rf"--student-ffn {width}: the encoder's feed-forward blocks have {width} "
                                          rf"neurons; choose from 1 to {width - 1}"):
         narrow_ffn(copy.deepcopy(source), width, texts)
-    assert main(["distill", "--teacher", str(teacher_dir), "--data", "x.csv", "--student-ffn", "8",
-                 "--student-base", "b", "--output", str(tmp_path / "never")]) == 2
-    assert "cannot be used with --student-base" in caplog.text
+
+
+def test_a_student_can_start_from_another_model_with_the_teachers_heads(
+        tiny_base: Path, teacher_dir: Path, feedback_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--student-base with --student-layers: the layers of that model (an earshot folder keeps its
+    heads) or of a base encoder (fresh heads), never the teacher's; other heads are refused by name."""
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    other = _fresh_student(tiny_base, teacher, seed=5)
+    other.save_pretrained(tmp_path / "other")
+    student = student_from_layers(student_start(teacher, str(tmp_path / "other")), [2])
+    mine = student.encoder.encoder.layer[0].output.dense.weight
+    torch.testing.assert_close(mine, other.encoder.encoder.layer[1].output.dense.weight)
+    assert not torch.allclose(mine, teacher.encoder.encoder.layer[1].output.dense.weight)
+    torch.testing.assert_close(student.heads["sentiment"].weight, other.heads["sentiment"].weight)
+    assert student_start(teacher) is teacher
+    fresh = student_start(teacher, str(tiny_base))
+    assert [(h.name, h.labels) for h in fresh.config.heads] == [(h.name, h.labels) for h in teacher.config.heads]
+    mood = Head("mood", "single", teacher.config.head("sentiment").labels)
+    EarshotModel.from_base(str(tiny_base), [mood, teacher.config.head("pain_points")]).save_pretrained(tmp_path / "renamed")
+    with pytest.raises(ValueError, match=r"--student-base .*renamed has heads .*'mood'.* and the teacher .*'sentiment'"):
+        student_start(teacher, str(tmp_path / "renamed"))
+    code = main(["distill", "--teacher", str(teacher_dir), "--data", str(feedback_csv), "--sentiment-column",
+                 "sentiment", "--pain-points-column", "pain_points", "--student-base", str(tmp_path / "other"),
+                 "--student-layers", "1", "--student-ffn", "16", "--output", str(tmp_path / "small"), "--epochs", "1",
+                 "--no-progress"])
+    assert code == 0, caplog.text
+    small = EarshotModel.from_pretrained(tmp_path / "small", device="cpu")
+    assert (small.encoder.config.num_hidden_layers, small.encoder.config.intermediate_size) == (1, 16)
+    assert small.config.base_model == f"{tmp_path / 'other'} (first 1 layers, feed-forward 16 wide)"
+
+
+def test_several_teachers_answer_as_their_average(tiny_base: Path, teacher_dir: Path, feedback_csv: Path,
+                                                  tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
+    other = _fresh_student(tiny_base, teacher, seed=7)
+    other.save_pretrained(tmp_path / "other")
+    train, validation = _split(feedback_csv)
+    trainer = DistillationTrainer(_fresh_student(tiny_base, teacher), [teacher, other], train, validation,
+                                  _config(tmp_path / "s", epochs=1))
+    answers = trainer._teacher_answers(resume=False)
+    texts = [e.text for e in train]
+    mine, theirs = teacher.predict_proba(texts), other.predict_proba(texts)
+    for head in ("sentiment", "pain_points"):
+        np.testing.assert_allclose(answers[head], (mine[head] + theirs[head]) / 2, atol=1e-6)
+    np.testing.assert_allclose(answers["embedding"], mine.embeddings, atol=1e-6)  # the first teacher's
+    mood = Head("mood", "single", teacher.config.head("sentiment").labels)
+    odd = EarshotModel.from_base(str(tiny_base), [mood, teacher.config.head("pain_points")])
+    with pytest.raises(ValueError, match=r"differ from teacher .*'mood'"):
+        DistillationTrainer(_fresh_student(tiny_base, teacher), [teacher, odd], train, validation,
+                            _config(tmp_path / "t", epochs=1))
+    code = main(["distill", "--teacher", str(teacher_dir), str(tmp_path / "other"), "--data", str(feedback_csv),
+                 "--sentiment-column", "sentiment", "--pain-points-column", "pain_points", "--student-layers", "1",
+                 "--output", str(tmp_path / "both"), "--epochs", "1", "--no-progress"])
+    assert code == 0, caplog.text
+    student = EarshotModel.from_pretrained(tmp_path / "both", device="cpu")
+    assert student.config.provenance["teachers"] == [teacher.version, other.version]
+    assert main(["evaluate", "--model", str(tmp_path / "both"), "--data", str(feedback_csv), "--sentiment-column",
+                 "sentiment", "--pain-points-column", "pain_points"]) == 0
+    card = (tmp_path / "both" / "README.md").read_text(encoding="utf-8")
+    assert f"Distilled from teacher `{teacher.version}`" in card and f"and `{other.version}`" in card
+    assert "(their answers averaged)" in card

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -47,7 +48,8 @@ from transformers.pytorch_utils import prune_linear_layer
 
 from earshot.files import atomic_path, sha256
 from earshot.model import SINGLE, EarshotModel
-from earshot.model.modeling import EMBEDDING
+from earshot.model.config import CONFIG_KEY
+from earshot.model.modeling import CONFIG_NAME, EMBEDDING
 from earshot.model.runners import TorchRunner
 
 from .config import TrainingConfig
@@ -100,6 +102,34 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
             return layers
     raise ValueError(f"cannot find the layers of a {type(encoder).__name__}; --student-layers works with BERT, "
                      "RoBERTa, MPNet and DistilBERT encoders")
+
+
+def student_start(teacher: EarshotModel, base: str | None = None) -> EarshotModel:
+    """The model a student starts from, before any layers are dropped: the teacher itself when ``base``
+    is None; an earshot model folder with the teacher's heads (its encoder, tokenizer and heads, e.g. a
+    smaller model to teach again), in float32; else a base encoder (hub id or local folder) with fresh
+    heads. Raises a ValueError naming both head sets when an earshot folder's heads differ.
+
+    Example:
+        >>> student_from_layers(student_start(mpnet_teacher, "model/default"), 5).encoder.config.num_hidden_layers
+        5
+    """
+    if base is None:
+        return teacher
+    folder = Path(base)
+    if (folder / CONFIG_NAME).is_file() and CONFIG_KEY in json.loads((folder / CONFIG_NAME).read_text("utf-8")):
+        start = EarshotModel.from_pretrained(folder, device=teacher.device, backend="torch")
+        start.to(dtype=torch.float32)
+        theirs, mine = _head_set(teacher), _head_set(start)
+        if mine != theirs:
+            raise ValueError(f"--student-base {base} has heads {sorted(mine)} and the teacher {sorted(theirs)}: a "
+                             "student learns the teacher's heads; give a base encoder instead, or a model with them")
+        return start
+    return EarshotModel.from_base(base, teacher.config.heads, max_length=teacher.config.max_length)
+
+
+def _head_set(model: EarshotModel) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {(h.name, h.kind, tuple(h.labels)) for h in model.config.heads}
 
 
 def student_from_layers(source: EarshotModel, layers: int | Sequence[int]) -> EarshotModel:
@@ -218,21 +248,26 @@ class DistillationTrainer(Trainer):
     ``train`` may mix rows with gold labels and rows without (``Example.labels`` empty): the teacher
     labels every row, gold counts only where given. The teacher's answers are computed once and kept
     beside the checkpoints, so a resumed run neither recomputes them nor trains on different ones.
+    Several teachers (a sequence) answer as one: each head's probabilities averaged over them (an
+    ensemble's answer); the text-vector and layer terms learn from the first.
     """
 
-    def __init__(self, model: EarshotModel, teacher: EarshotModel, train: Sequence[Example],
+    def __init__(self, model: EarshotModel, teacher: EarshotModel | Sequence[EarshotModel], train: Sequence[Example],
                  validation: Sequence[Example], config: TrainingConfig,
                  distillation: DistillationConfig | None = None) -> None:
         if config.recipe == "few-shot":
             raise ValueError("distillation trains on the teacher's answers for every row; --recipe few-shot does "
                              "not apply (leave it at auto or fine-tune)")
-        teacher_heads = {(h.name, h.kind, tuple(h.labels)) for h in teacher.config.heads}
-        student_heads = {(h.name, h.kind, tuple(h.labels)) for h in model.config.heads}
-        if teacher_heads != student_heads:
-            raise ValueError(f"the student's heads {sorted(student_heads)} differ from the teacher's "
-                             f"{sorted(teacher_heads)}: a student learns the teacher's heads and labels")
+        self.teachers = [teacher] if isinstance(teacher, EarshotModel) else list(teacher)
+        if not self.teachers:
+            raise ValueError("distillation needs a teacher")
+        student_heads = _head_set(model)
+        for one in self.teachers:
+            if _head_set(one) != student_heads:
+                raise ValueError(f"the student's heads {sorted(student_heads)} differ from teacher {one.version}'s "
+                                 f"{sorted(_head_set(one))}: a student learns the teacher's heads and labels")
         super().__init__(model, train, validation, config)
-        self.teacher = teacher
+        self.teacher = self.teachers[0]
         self.distillation = distillation or DistillationConfig()
         self._soft: dict[str, torch.Tensor] = {}
         self._labelled: dict[str, torch.Tensor] = {}
@@ -282,20 +317,25 @@ class DistillationTrainer(Trainer):
         return rows
 
     def _teacher_answers(self, resume: bool) -> dict[str, np.ndarray]:
-        """The teacher's probabilities (by head name) and text vectors (``embedding``) for every
-        training text, read back on resume when they are the same teacher's answers for the same texts."""
+        """The teachers' probabilities (by head name, averaged over teachers) and the first teacher's text
+        vectors (``embedding``) for every training text, read back on resume when they are the same
+        teachers' answers for the same texts."""
         texts = [e.text for e in self.train_examples]
-        key = sha256(self.teacher.version or "", *texts)
+        key = sha256(*[one.version or "" for one in self.teachers], *texts)
         cache = self.checkpoint_dir / TEACHER_FILE
         if resume and cache.is_file():
             stored = load_file(cache)
             if bytes(stored.pop("__key__")).decode() == key and EMBEDDING in stored:
                 logger.info("resume: the teacher's answers read from %s", cache)
                 return stored
-        logger.info("the teacher (%s) labels %d training texts", self.teacher.version, len(texts))
-        given = self.teacher.predict_proba(texts)  # one pass: every head's probabilities and the text vectors
-        answers = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in
-                   [*given.scores.items(), (EMBEDDING, given.embeddings)]}
+        answers: dict[str, np.ndarray] = {}
+        for one in self.teachers:
+            logger.info("the teacher (%s) labels %d training texts", one.version, len(texts))
+            given = one.predict_proba(texts)  # one pass: every head's probabilities and the text vectors
+            for name, values in given.scores.items():
+                answers[name] = answers.get(name, 0) + values.astype(np.float64) / len(self.teachers)
+            answers.setdefault(EMBEDDING, given.embeddings)
+        answers = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in answers.items()}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             save_file({**answers, "__key__": np.frombuffer(key.encode(), dtype=np.uint8).copy()}, str(tmp))
@@ -306,7 +346,7 @@ class DistillationTrainer(Trainer):
         return super()._losses({name: gold[self._labelled[name]] for name, gold in targets.items()})
 
     def _fingerprint(self) -> dict[str, Any]:
-        return {**super()._fingerprint(), "teacher": self.teacher.version,
+        return {**super()._fingerprint(), "teachers": [one.version for one in self.teachers],
                 "distillation": asdict(self.distillation)}
 
     def _loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], batch: list[int],

@@ -122,7 +122,10 @@ def _distillation_lines(teacher: dict[str, Any] | None) -> list[str]:
         return []
     unlabelled = teacher.get("unlabelled_rows") or 0
     label = f" ({teacher['teacher_label']})" if teacher.get("teacher_label") else ""
-    return [f"- Distilled from teacher `{teacher.get('teacher')}`{label}, base `{teacher.get('teacher_base_model')}`: "
+    others = "".join(f" and `{other['version']}`" + (f" ({other['label']})" if other.get("label") else "")
+                     + f", base `{other['base_model']}`" for other in teacher.get("other_teachers") or [])
+    return [f"- Distilled from teacher `{teacher.get('teacher')}`{label}, base `{teacher.get('teacher_base_model')}`"
+            + (f"{others} (their answers averaged)" if others else "") + ": "
             f"temperature {teacher.get('temperature')}, gold-label weight {teacher.get('gold_weight')}"
             + (f", {unlabelled} unlabelled rows" if unlabelled else "") + "."]
 
