@@ -515,6 +515,18 @@ def read_config(folder: str | os.PathLike[str] | None = None) -> EarshotConfig:
     return EarshotConfig.from_dict(raw[CONFIG_KEY])
 
 
+def is_model_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds an earshot model (a config.json with the earshot section), as opposed to
+    a bare encoder's folder or a hub id.
+
+    Example:
+        >>> is_model_folder(DEFAULT_MODEL_DIR), is_model_folder("sentence-transformers/all-MiniLM-L6-v2")
+        (True, False)
+    """
+    config_file = Path(folder) / CONFIG_NAME
+    return config_file.is_file() and CONFIG_KEY in json.loads(config_file.read_text(encoding="utf-8"))
+
+
 def version_id(folder: str | os.PathLike[str]) -> str:
     """The id of the model saved in ``folder``: 16 hex digits of the SHA-256 of its weights and its
     configuration (the human ``label`` left out, so naming a version does not change it).

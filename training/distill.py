@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -48,8 +47,7 @@ from transformers.pytorch_utils import prune_linear_layer
 
 from earshot.files import atomic_path, sha256
 from earshot.model import SINGLE, EarshotModel
-from earshot.model.config import CONFIG_KEY
-from earshot.model.modeling import CONFIG_NAME, EMBEDDING
+from earshot.model.modeling import EMBEDDING, is_model_folder
 from earshot.model.runners import TorchRunner
 
 from .config import TrainingConfig
@@ -116,9 +114,8 @@ def student_start(teacher: EarshotModel, base: str | None = None) -> EarshotMode
     """
     if base is None:
         return teacher
-    folder = Path(base)
-    if (folder / CONFIG_NAME).is_file() and CONFIG_KEY in json.loads((folder / CONFIG_NAME).read_text("utf-8")):
-        start = EarshotModel.from_pretrained(folder, device=teacher.device, backend="torch")
+    if is_model_folder(base):
+        start = EarshotModel.from_pretrained(base, device=teacher.device, backend="torch")
         start.to(dtype=torch.float32)
         theirs, mine = _head_set(teacher), _head_set(start)
         if mine != theirs:
