@@ -152,10 +152,10 @@ def build_model_worker(settings: Settings) -> Any:
         name="earshot-model",
         workers=settings.workers,
         resources={"gpu": 1} if settings.gpu else {},
-        # BentoML's client of a dependency closes its connection session every `max_requests` requests
+        # BentoML's client of a dependency closes its HTTP connection pool every `max_requests` requests
         # or `max_age` seconds (default 100, 300 s), failing every request still in flight on it:
-        # 300 of 3,200 requests at 32 concurrent clients (BentoML issue 5540). The worker is reached
-        # over a local socket, so the session never needs renewing.
+        # 303 and 389 of 3,200 requests at 32 concurrent clients (BentoML issue 5540). The worker is
+        # reached over a local socket, so the pool never needs replacing.
         runner_connection={"max_requests": 2**31 - 1, "max_age": 10.0**9},
         **settings.service_options(),
     )
