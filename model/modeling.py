@@ -231,7 +231,7 @@ class EarshotModel(nn.Module, TextSide):
 
         ``compiled`` runs the torch backends (torch, bf16) through ``torch.compile``, compiled here at load
         (tens of seconds; needs a C++ compiler on the CPU): on the project's AMX CPU compiled bf16 ran at
-        2.7 times fp32 torch, eager bf16 at 2.4 (docs/experiments.md); for long batch jobs. Refused for the
+        2.5 to 2.7 times fp32 torch over three runs, eager bf16 at 2.4 (docs/experiments.md); for long batch jobs. Refused for the
         ONNX backends, including when ``auto`` chose one.
 
         Example:

@@ -115,8 +115,7 @@ def student_start(teacher: EarshotModel, base: str | None = None) -> EarshotMode
     if base is None:
         return teacher
     if is_model_folder(base):
-        start = EarshotModel.from_pretrained(base, device=teacher.device, backend="torch")
-        start.to(dtype=torch.float32)
+        start = load_teacher(base, device=teacher.device)  # fp32 torch, as a teacher: it will be trained
         theirs, mine = _head_set(teacher), _head_set(start)
         if mine != theirs:
             raise ValueError(f"--student-base {base} has heads {sorted(mine)} and the teacher {sorted(theirs)}: a "
@@ -475,8 +474,9 @@ def soften(probabilities: np.ndarray, kind: str, temperature: float) -> np.ndarr
     return soft.astype(np.float32)
 
 
-def load_teacher(path: str | Path, device: str | None = None) -> EarshotModel:
-    """The teacher model, in float32 with torch (its exact answers, not an int8 approximation)."""
+def load_teacher(path: str | Path, device: str | torch.device | None = None) -> EarshotModel:
+    """The teacher model, in float32 with torch (its exact answers, not an int8 approximation); also
+    how an earshot folder given as ``--student-base`` is loaded (``student_start``)."""
     teacher = EarshotModel.from_pretrained(path, device=device, backend="torch")
     teacher.to(dtype=torch.float32)
     return teacher
