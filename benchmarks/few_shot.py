@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tfidf import head_metric, tfidf_baseline  # noqa: E402
 
-from earshot.cli import add_column_flags, column_mapping  # noqa: E402
+from earshot.flags import add_column_flags, column_mapping  # noqa: E402
 from earshot.model import DEFAULT_BASE_MODEL, SINGLE, EarshotModel, Head  # noqa: E402
 from earshot.training import Trainer, TrainingConfig, read_examples, split_validation  # noqa: E402
 from earshot.training.data import Example, head_gold, sample_per_label  # noqa: E402

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from earshot.cli import add_column_flags, column_mapping  # noqa: E402
+from earshot.flags import add_column_flags, column_mapping  # noqa: E402
 from earshot.model import SINGLE, EarshotModel, Head  # noqa: E402
 from earshot.training import read_examples  # noqa: E402
 from earshot.training.metrics import multi_label_metrics, single_label_metrics, tune_thresholds  # noqa: E402

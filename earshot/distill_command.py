@@ -15,7 +15,7 @@ logger = logging.getLogger("earshot")
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    from earshot.cli import add_column_flags, add_config_flags
+    from earshot.flags import add_column_flags, add_config_flags
     from earshot.training.distill import DistillationConfig
 
     distill = commands.add_parser("distill", help="train a smaller or faster student on a teacher model's answers")
@@ -69,9 +69,10 @@ def _layers(text: str) -> int | list[int]:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from earshot.cli import column_mapping, training_config
+    from earshot.flags import column_mapping, training_config
     from earshot.model import DEFAULT_BASE_MODEL
-    from earshot.training import read_examples, split_validation
+    from earshot.training import split_validation
+    from earshot.training.pipeline import read_checked
     from earshot.training.data import DataError, read_texts
     from earshot.training.distill import (DistillationConfig, DistillationTrainer, encoder_layers, load_teacher,
                                           narrow_ffn, student_from_layers, student_start)
@@ -90,10 +91,10 @@ def run(args: argparse.Namespace) -> None:
                         f"each (missing: {unmapped}) with --sentiment-column, --pain-points-column or "
                         "--head NAME:KIND:COLUMN")
     known = {head.name: head.labels for head in teacher.config.heads}
-    data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
+    data = read_checked(args.data, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
     if args.validation is not None:
         train_examples = data.examples
-        validation = read_examples(args.validation, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
+        validation = read_checked(args.validation, mapping, skip_bad_rows=args.skip_bad_rows, known_labels=known)
         validation_examples = validation.examples
     else:
         train_examples, validation_examples = split_validation(data.examples, args.validation_fraction, config.seed)

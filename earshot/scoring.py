@@ -2,8 +2,9 @@
 
 The input is read in chunks; each scored chunk is written as a part file of its own under a work
 folder beside the output; when all parts are done they are joined into the output through a
-temporary file and a rename. A crash leaves no file that looks complete, and ``resume=True`` skips
-the parts already written.
+temporary file and a rename. A crash leaves no file that looks complete, and ``resume=True`` keeps
+the parts already written and scores the rows after them, in chunks of this run's size (which may
+differ from the interrupted run's: a text's scores do not depend on the texts beside it).
 
 Example:
     >>> summary = score_file(EarshotModel.from_pretrained(), Path("tickets.csv"), Path("scored.parquet"))
@@ -19,13 +20,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from earshot.model import MULTI, EarshotModel, Head
+from earshot.model import EarshotModel, Head, HeadPrediction
 from earshot.training.data import DataError
 
 from .files import write_text_atomic
@@ -43,10 +44,7 @@ def prediction_columns(heads: list[Head]) -> list[str]:
         >>> prediction_columns([Head("sentiment", "single", ["neg", "pos"]), Head("pain_points", "multi", ["late"])])
         ['sentiment', 'sentiment_score', 'pain_points', 'pain_points_scores', 'model_version', 'error']
     """
-    columns = []
-    for head in heads:
-        columns += [head.name, f"{head.name}_scores" if head.kind == MULTI else f"{head.name}_score"]
-    return [*columns, "model_version", "error"]
+    return [*(column for head in heads for column in head.behaviour.columns(head)), "model_version", "error"]
 
 
 @dataclass
@@ -91,20 +89,11 @@ def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
     predictions = model.predict([frame[text_column].iat[i] for i in good], batch_size=batch_size)
     scored = frame.copy()
     for head in model.config.heads:
-        labels: list[str | None] = [None] * len(frame)
-        scores: list[Any] = [None] * len(frame)
+        answers: list[HeadPrediction | None] = [None] * len(frame)
         for i, prediction in zip(good, predictions):
-            answer = prediction[head.name]
-            if head.kind == MULTI:
-                labels[i] = ";".join(p.label for p in answer.labels)
-                scores[i] = json.dumps({k: round(v, 6) for k, v in answer.scores.items()})
-            else:
-                labels[i], scores[i] = answer.label, answer.labels[0].score
-        scored[head.name] = labels
-        if head.kind == MULTI:
-            scored[f"{head.name}_scores"] = scores
-        else:
-            scored[f"{head.name}_score"] = pd.array(scores, dtype="Float64")
+            answers[i] = prediction[head.name]
+        for column, values in head.behaviour.cells(head, answers).items():
+            scored[column] = values
     scored["model_version"] = [model.version if problem is None else None for problem in problems]
     scored["error"] = problems
     return scored
@@ -124,22 +113,18 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
     columns = read_columns(input_path)
     check_text_column(columns, text_column, str(input_path), model.config.heads)
     work = _work_dir(output_path)
-    manifest = _manifest(model, input_path, text_column, chunk_size, out_format)
-    done_errors = _prepare_work_dir(work, manifest, resume)
+    manifest = _manifest(model, input_path, text_column, out_format)
+    done = _prepare_work_dir(work, manifest, resume)
     total = count_rows(input_path)
-    rows = errors = 0
-    resumed = 0
+    parts = [_part_path(work, number, out_format) for number in range(len(done))]
+    resumed = rows = sum(part_rows for part_rows, _ in done)
+    errors = sum(part_errors for _, part_errors in done)
     bar = tqdm(total=total, unit="rows", desc="scoring", disable=not progress, dynamic_ncols=True, smoothing=0.1)
-    parts: list[Path] = []
-    for number, chunk in enumerate(read_chunks(input_path, chunk_size)):
-        part = work / f"part-{number:06d}.{out_format}"
+    bar.update(resumed)
+    for chunk in _chunks_after(input_path, chunk_size, resumed):
+        number = len(parts)
+        part = _part_path(work, number, out_format)
         parts.append(part)
-        if number < len(done_errors):
-            rows += len(chunk)
-            resumed += len(chunk)
-            errors += done_errors[number]
-            bar.update(len(chunk))
-            continue
         scored = score_frame(model, chunk, text_column, batch_size=batch_size)
         write_part(scored, part, out_format)
         chunk_errors = int(scored["error"].notna().sum())
@@ -149,7 +134,7 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
         bar.update(len(chunk))
     bar.close()
     if not parts:  # an input with a header and no rows still gives an output with every column
-        part = work / f"part-000000.{out_format}"
+        part = _part_path(work, 0, out_format)
         write_part(pd.DataFrame(columns=[*columns, *prediction_columns(model.config.heads)]), part, out_format)
         parts.append(part)
     join_parts(parts, output_path, out_format)
@@ -163,23 +148,36 @@ def _work_dir(output_path: Path) -> Path:
     return output_path.parent / f".{output_path.name}.earshot-parts"
 
 
-def _manifest(model: EarshotModel, input_path: Path, text_column: str, chunk_size: int, out_format: str) -> dict:
+def _part_path(work: Path, number: int, out_format: str) -> Path:
+    return work / f"part-{number:06d}.{out_format}"
+
+
+def _chunks_after(input_path: Path, chunk_size: int, skip: int) -> Iterator[pd.DataFrame]:
+    """The input's chunks from row ``skip`` on (rows before it were scored by an interrupted run)."""
+    seen = 0
+    for chunk in read_chunks(input_path, chunk_size):
+        start, seen = max(0, skip - seen), seen + len(chunk)
+        if start < len(chunk):
+            yield chunk.iloc[start:] if start else chunk
+
+
+def _manifest(model: EarshotModel, input_path: Path, text_column: str, out_format: str) -> dict:
     stat = input_path.stat()
     return {"input": str(input_path.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-            "text_column": text_column, "chunk_size": chunk_size, "format": out_format, "model": model.version}
+            "text_column": text_column, "format": out_format, "model": model.version}
 
 
-def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[int]:
-    """Create the work folder; with ``resume``, the error counts of the parts an earlier run completed."""
+def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[tuple[int, int]]:
+    """Create the work folder; with ``resume``, the rows and errors of each part an earlier run completed."""
     manifest_file = work / "manifest.json"
     if resume and manifest_file.is_file():
         previous = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if previous != manifest:
-            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+        changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+        if changed:
             raise ValueError(f"cannot resume: {changed} changed since the interrupted run; "
                              f"run without --resume to start over (this deletes {work})")
         done = _done_parts(work)
-        logger.info("resuming: %d chunks of %d rows already scored", len(done), manifest["chunk_size"])
+        logger.info("resuming: %d chunks, %d rows already scored", len(done), sum(rows for rows, _ in done))
         return done
     if work.exists():
         if not resume:
@@ -190,10 +188,10 @@ def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[int]:
     return []
 
 
-def _done_parts(work: Path) -> list[int]:
-    """Error counts of the consecutive parts, from the first, recorded as complete."""
+def _done_parts(work: Path) -> list[tuple[int, int]]:
+    """Rows and errors of the consecutive parts, from the first, recorded as complete."""
     log = work / "parts.jsonl"
-    done: list[int] = []
+    done: list[tuple[int, int]] = []
     if log.is_file():
         for line in log.read_text(encoding="utf-8").splitlines():
             try:
@@ -202,7 +200,7 @@ def _done_parts(work: Path) -> list[int]:
                 break  # a line cut by a crash: the parts before it are the complete ones
             if record.get("part") != len(done):
                 break
-            done.append(int(record["errors"]))
+            done.append((int(record["rows"]), int(record["errors"])))
     return done
 
 

@@ -38,9 +38,8 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 def bf16_matrix_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX: the ``amx_bf16`` flag).
 
-    There torch runs the model in bfloat16 1.9 to 2.5 times as fast as in fp32, faster than int8
-    ONNX (docs/experiments.md); bfloat16 without AMX has not been measured, so int8 ONNX stays the
-    choice there. Linux only (other systems: False).
+    There torch runs the model in bfloat16 about twice as fast as in fp32, faster than int8 ONNX
+    (docs/experiments.md); without AMX, int8 ONNX stays the choice. Linux only (other systems: False).
     """
     path = Path(cpuinfo)
     if not path.is_file():
@@ -55,9 +54,8 @@ def training_autocast(device: torch.device, mixed_precision: bool = True) -> tor
     """The dtype a training step's forward pass runs in under autocast, or None for fp32 throughout.
 
     Where the hardware multiplies half-precision matrices natively: bfloat16 on CUDA GPUs that have it
-    (else float16, which needs a gradient scaler) and on CPUs with AMX, where a training step ran
-    1.23 times as fast for all-MiniLM-L6-v2 and 1.51 times for all-mpnet-base-v2, at the same quality
-    (docs/experiments.md); elsewhere fp32, since bfloat16 emulated in software is slower.
+    (else float16, which needs a gradient scaler) and on CPUs with AMX, where training steps ran faster
+    at the same quality (docs/experiments.md); elsewhere fp32, since bfloat16 emulated in software is slower.
     Weights, gradients and the optimizer stay fp32 either way.
 
     Example:

@@ -1,15 +1,14 @@
 """Per-token int8 quantisation of an exported encoder: each text's answer depends on that text alone.
 
 ONNX Runtime's dynamic quantisation gives all activations of a pass one scale, so a text's scores
-moved with the other texts in its batch (measured on the default model: of 1,000 tweets scored alone
-and in batches, 11 changed sentiment label and 23 their pain-point set). Static quantisation fixes
+moved with the other texts in its batch, labels included (docs/experiments.md). Static quantisation fixes
 that but needs calibration texts at export time. Here every token's activation row gets its own
 scale (its largest absolute value / 127) and every weight column its own; the integer product is
-exact, so the result for a token does not depend on any other row of the pass (beyond the last bit
-of the fp32 attention kernels, which torch shares). Measured on the default model (airline
-validation split): sentiment accuracy 0.8505 and pain-point micro-F1 0.6515 against fp32's
-0.8496 / 0.6526; unpacked, 336.2 texts/s against 358.0 for per-pass dynamic int8 in one run side by
-side (other per-token runs 294-336).
+exact, so the result for a token does not depend on any other row of the pass. The fp32 attention
+between the projections does, by its last bit, on where a text sits in a packed row, and a rounding to
+int8 can turn that bit into a visible change: the ONNX runners put every text at an aligned cell
+(``model.packing.aligned``), which makes it exact. As accurate as fp32, at a few per cent below
+per-pass int8's speed (docs/experiments.md, "Figures behind the code").
 
 Example:
     >>> quantise_per_token(Path("raw.onnx"), Path("model-int8.onnx"))  # doctest: +SKIP

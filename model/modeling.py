@@ -27,11 +27,11 @@ from earshot.files import atomic_path, sha256
 from .base import DEFAULT_MODEL_DIR, resolve_base_model
 from .batching import PASS_COST_TOKENS, length_chunks
 from .config import CONFIG_KEY, EarshotConfig, migrate_state
-from .device import bf16_matrix_units, inference_dtype, resolve_device
-from .heads import MULTI, SINGLE, Head
-from .onnx_backend import ExportError, load_onnx_runner
+from .device import inference_dtype, resolve_device
+from .heads import Head, HeadKind, head_kind
+from .onnx_backend import ExportError
 from .packing import pack, position_offset
-from .runners import BACKENDS, CompiledRunner, Runner, TorchRunner
+from .runners import AUTO, CompiledRunner, Runner, TorchRunner, choose_backend
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ class HeadPrediction:
     kind: str
     labels: list[LabelScore]
     scores: dict[str, float]
+
+    @property
+    def behaviour(self) -> HeadKind:
+        """The head's kind (``model.heads.HeadKind``)."""
+        return head_kind(self.kind)
 
     @property
     def label(self) -> str | None:
@@ -139,7 +144,7 @@ class TextSide:
     def to_probabilities(self, outputs: dict[str, np.ndarray], truncated: np.ndarray) -> Probabilities:
         """Raw outputs (``embedding`` and each head's logits, as :meth:`EarshotModel.run` gives them)
         as probabilities."""
-        return Probabilities({h.name: probabilities(h, outputs[h.name]) for h in self.config.heads}, truncated,
+        return Probabilities({h.name: h.behaviour.probabilities(outputs[h.name]) for h in self.config.heads}, truncated,
                              outputs.get(EMBEDDING))
 
     def decide(self, probabilities: Probabilities) -> list[Prediction]:
@@ -202,13 +207,19 @@ class EarshotModel(nn.Module, TextSide):
     @classmethod
     def from_base(cls, base_model: str, heads: Sequence[Head], max_length: int = 128,
                   **config_fields: Any) -> "EarshotModel":
-        """A fresh model on a pretrained encoder (hub id or local folder), heads untrained.
+        """A fresh model on a pretrained encoder (hub id or local folder, or an earshot model folder whose
+        encoder and tokenizer are taken), heads untrained.
 
         Example:
             >>> m = EarshotModel.from_base("sentence-transformers/all-MiniLM-L6-v2",
             ...                            [Head("sentiment", "single", ["negative", "positive"]),
             ...                             Head("pain_points", "multi", ["late", "rude"])])
         """
+        if is_model_folder(base_model):  # another earshot model's encoder (e.g. the general default's)
+            source = cls._read(Path(base_model))
+            config = EarshotConfig(heads=list(heads), base_model=f"{base_model} (earshot model {source.version})",
+                                   max_length=max_length, pooling=source.config.pooling, **config_fields)
+            return cls(source.encoder, source.tokenizer, config)
         location = resolve_base_model(base_model)
         encoder = AutoModel.from_pretrained(location)
         tokenizer = AutoTokenizer.from_pretrained(location)
@@ -224,45 +235,34 @@ class EarshotModel(nn.Module, TextSide):
         Weights are read from safetensors only: a pickle file is never loaded, since unpickling
         a user-supplied file runs arbitrary code. ``backend`` "onnx" or "onnx-int8" runs the network
         in ONNX Runtime on the CPU, from an export cached in the folder (built when missing or stale).
-        "bf16" runs torch in bfloat16 on the CPU: on CPUs with AMX bfloat16 units (``bf16_matrix_units``)
-        1.9 to 2.5 times fp32 torch, at the same labels. "auto" takes "bf16" on a CPU with
-        those units, "onnx-int8" on other CPUs and "torch" on an accelerator; when the int8 export is
-        missing and cannot be written, it says why and falls back to torch.
+        "bf16" runs torch in bfloat16 on the CPU, for CPUs with AMX bfloat16 units (``bf16_matrix_units``),
+        at the same labels. "auto" takes "bf16" on a CPU with those units, "onnx-int8" on other CPUs and
+        "torch" on an accelerator (``model.runners``' registry); when the int8 export is missing and
+        cannot be written, it says why and falls back to torch.
 
         ``compiled`` runs the torch backends (torch, bf16) through ``torch.compile``, compiled here at load
-        (tens of seconds; needs a C++ compiler on the CPU): on the project's AMX CPU compiled bf16 ran at
-        2.5 to 2.7 times fp32 torch over three runs, eager bf16 at 2.4 (docs/experiments.md); for long batch jobs. Refused for the
-        ONNX backends, including when ``auto`` chose one.
+        (tens of seconds; needs a C++ compiler on the CPU), for long batch jobs (speeds in
+        docs/experiments.md). Refused for the ONNX backends, including when ``auto`` chose one.
 
         Example:
             >>> model = EarshotModel.from_pretrained(device="cpu")
         """
-        if backend not in (*BACKENDS, "auto"):
-            raise ValueError(f"unknown backend {backend!r}; use one of {[*BACKENDS, 'auto']}")
         folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
         model = cls._read(folder)
-        automatic = backend == "auto"
-        backend, device = _choose_backend(backend, device)
-        if compiled and backend not in ("torch", "bf16"):
-            chosen = f"backend auto chose {backend!r} on this machine" if automatic else f"backend {backend!r}"
-            raise ValueError(f"compile works with the torch backends (torch, bf16), but {chosen}: "
+        automatic = backend == AUTO
+        chosen, device = choose_backend(backend, device)
+        if compiled and not chosen.compilable:
+            which = f"backend auto chose {chosen.name!r} on this machine" if automatic else f"backend {chosen.name!r}"
+            raise ValueError(f"compile works with the torch backends (torch, bf16), but {which}: "
                              "pass --backend torch or bf16 with it, or leave compile off")
-        if backend == "torch":
-            model.to_device(device)
-        elif backend == "bf16":
-            model.to(device="cpu", dtype=torch.bfloat16)
-            model.runner = TorchRunner(model, "bf16")
-        if backend in ("torch", "bf16"):
-            if compiled:
-                model.compile_runner()
-            return model
-        model.to_device("cpu")
         try:
-            model.runner = load_onnx_runner(model, folder, model.version, backend)
+            chosen.load(model, folder, device)
         except ExportError as error:
             if not automatic:
                 raise
             logger.warning("backend auto: %s; %s is read-only, so serving with torch (slower)", error, folder)
+        if compiled:
+            model.compile_runner()
         return model
 
     @classmethod
@@ -342,10 +342,11 @@ class EarshotModel(nn.Module, TextSide):
 
         Validated like the config: an unknown head or label, or a value outside (0, 1), is refused.
         """
-        multi = {h.name for h in self.config.heads if h.kind == MULTI}
-        unknown = sorted(set(thresholds) - multi)
+        with_thresholds = {h.name for h in self.config.heads if h.behaviour.thresholded}
+        unknown = sorted(set(thresholds) - with_thresholds)
         if unknown:
-            raise ValueError(f"thresholds given for {unknown}, which are not multi heads of this model: {sorted(multi)}")
+            raise ValueError(f"thresholds given for {unknown}, which are not heads with thresholds of this model: "
+                             f"{sorted(with_thresholds)}")
         self.config.heads = [Head(h.name, h.kind, h.labels, {**h.thresholds, **thresholds[h.name]})
                              if h.name in thresholds else h for h in self.config.heads]
 
@@ -373,7 +374,7 @@ class EarshotModel(nn.Module, TextSide):
 
     def forward_rows(self, token_rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """:meth:`forward` over token-id rows, as training calls it: packed rows where the encoder
-        packs (on the CPU about 2.6x faster per training step than padded rows of short texts),
+        packs (on the CPU faster per training step than padded rows of short texts),
         padded ones elsewhere. Differentiable; dropout follows ``self.training``."""
         feed = {name: torch.from_numpy(value).to(self.device) for name, value in self.pass_inputs(token_rows).items()}
         if self.position_offset is not None:
@@ -471,30 +472,11 @@ class EarshotModel(nn.Module, TextSide):
         return self.decide(self.predict_proba(texts, batch_size=batch_size))
 
 
-def probabilities(head: Head, logits: np.ndarray) -> np.ndarray:
-    """Softmax over a single head's labels, independent sigmoids for a multi head."""
-    logits = logits.astype(np.float32)
-    if head.kind == SINGLE:
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def decide_head(head: Head, scores: np.ndarray) -> list[HeadPrediction]:
-    """One ``HeadPrediction`` per row of ``scores`` (rows x labels)."""
-    labels = head.labels
-    thresholds = np.array([head.thresholds[label] for label in labels], dtype=np.float32) if head.kind == MULTI else None
-    answers = []
-    for row in scores:
-        all_scores = {label: float(p) for label, p in zip(labels, row)}
-        if thresholds is None:
-            best = int(np.argmax(row))
-            chosen = [LabelScore(labels[best], float(row[best]))]
-        else:
-            chosen = sorted((LabelScore(labels[i], float(row[i])) for i in np.flatnonzero(row >= thresholds)),
-                            key=lambda p: p.score, reverse=True)
-        answers.append(HeadPrediction(head.kind, chosen, all_scores))
-    return answers
+    """One ``HeadPrediction`` per row of ``scores`` (rows x labels), as the head's kind decides."""
+    return [HeadPrediction(head.kind, [LabelScore(label, score) for label, score in chosen],
+                           {label: float(p) for label, p in zip(head.labels, row)})
+            for chosen, row in zip(head.behaviour.decide(head, scores), scores)]
 
 
 def read_config(folder: str | os.PathLike[str] | None = None) -> EarshotConfig:
@@ -537,19 +519,6 @@ def version_id(folder: str | os.PathLike[str]) -> str:
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     config.get(CONFIG_KEY, {}).pop("label", None)
     return sha256(folder / WEIGHTS_NAME, json.dumps(config, sort_keys=True))[:16]
-
-
-def _choose_backend(backend: str, device: str | torch.device | None) -> tuple[str, str | torch.device | None]:
-    """``auto`` resolved: on the CPU, bfloat16 torch where the CPU has AMX bfloat16 units, else int8 ONNX
-    (as accurate as fp32, per-token scales so batch-independent: model/int8.py); torch elsewhere.
-    The ONNX and bf16 backends run on the CPU only."""
-    if backend == "auto":
-        if resolve_device(device).type != "cpu":
-            return "torch", device
-        return ("bf16" if bf16_matrix_units() else "onnx-int8"), "cpu"
-    if backend != "torch" and device not in (None, "auto", "cpu"):
-        raise ValueError(f"backend {backend!r} runs on the CPU; use backend 'torch' for device {device!r}")
-    return backend, device
 
 
 def check_texts(texts: Iterable[Any]) -> list[str]:

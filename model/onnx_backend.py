@@ -3,10 +3,12 @@
 The export is cached beside the model in ``<model>/onnx/`` together with the model's version id; a
 missing or stale export is rebuilt when the folder is writable, and reported clearly when it is not.
 Only the encoder and heads run in ONNX Runtime: tokenising, length sorting, batching and thresholds
-stay in ``EarshotModel.predict``, so every backend gives the same kind of answer.
+stay in ``EarshotModel.predict``, so every backend gives the same kind of answer. Packed passes run with
+each text at an aligned cell (``model.packing.aligned``), so a text's answer does not depend on the
+texts packed beside it.
 
 This module knows the model only as a torch module with ``pass_inputs``, ``encode``, ``forward``,
-``forward_packed`` and ``config.heads``; it imports nothing from ``model.modeling``.
+``forward_packed``, ``config.heads`` and ``tokenizer``; it imports nothing from ``model.modeling``.
 
 Example:
     >>> model = EarshotModel.from_pretrained("model/default", backend="onnx-int8")
@@ -25,6 +27,8 @@ import numpy as np
 import torch
 
 from earshot.files import atomic_path, write_text_atomic
+
+from .packing import aligned
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ def export_onnx(model: torch.nn.Module, folder: Path, version: str) -> dict[str,
             _optimise(raw, optimised, model)
         with atomic_path(out / _FILES["onnx-int8"]) as quantised:
             # int8 from the unfused graph, where the projections are plain MatMuls (the fused graph hides
-            # them in Attention ops; measured 336 vs 300 texts/s).
+            # them in Attention ops, and ran slower: docs/experiments.md).
             quantise_per_token(raw, quantised)
     # Written last and atomically: workers starting together may export at once, and a reader must
     # never see half a manifest.
@@ -123,21 +127,28 @@ class _Outputs(torch.nn.Module):
 
 
 class OnnxRunner:
-    """An ONNX Runtime session that maps a pass's inputs (packed or padded rows) to the named outputs."""
+    """An ONNX Runtime session that maps a pass's inputs (packed or padded rows) to the named outputs.
+
+    Packed rows run re-laid with each text at an aligned cell (``packing.aligned``, ``pad_id`` between
+    texts): why: where a text sat in its row changed its softmax sums by a last bit that int8 rounding amplified.
+    """
 
     device = torch.device("cpu")
 
-    def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
+    def __init__(self, path: Path, name: str, threads: int | None = None, pad_id: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.name = name
+        self.pad_id = pad_id
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [output.name for output in self.session.get_outputs()]
 
     def __call__(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "pooling" in feed:  # packed rows (model/packing.py)
+            feed = aligned(feed, pad_id=self.pad_id)
         return dict(zip(self.outputs, self.session.run(None, feed)))
 
 
@@ -150,4 +161,4 @@ def load_onnx_runner(model: torch.nn.Module, folder: Path, version: str, backend
             raise ExportError(f"{problem}; run `earshot export --model {folder}` (the folder must be writable)")
         logger.info("%s: exporting now", problem)
         export_onnx(model, folder, version)
-    return OnnxRunner(folder / "onnx" / _FILES[backend], backend)
+    return OnnxRunner(folder / "onnx" / _FILES[backend], backend, pad_id=model.tokenizer.pad_token_id or 0)

@@ -42,8 +42,8 @@ logger = logging.getLogger("earshot.service")
 # One int64 array per request carries its texts, a row each: [version tag, length, ids..., padding];
 # one float32 array per request carries the answer, a row each: every head's logits, then the
 # embedding, or NaN for a row tokenized for another version. Pickle 5 sends arrays without copying
-# and BentoML's batching concatenates them; a list of per-row objects cost 1.8-2.9 times the single
-# service's CPU per request (benchmarks/request_cpu.py).
+# and BentoML's batching concatenates them; a list of per-row objects cost more CPU per request than
+# the whole single service (benchmarks/request_cpu.py; docs/experiments.md).
 HEADER = 2
 
 
@@ -80,8 +80,8 @@ def split_outputs(answer: np.ndarray, heads: Sequence[Head]) -> dict[str, np.nda
 class Coalescer:
     """Joins the token rows of an API worker's concurrent requests into fewer calls to the model worker.
 
-    Each call costs the model worker an HTTP request (about 1.8 ms of its CPU with a near-free model,
-    more than the whole single service spends on a one-text request: benchmarks/request_cpu.py), so
+    Each call costs the model worker an HTTP request (more of its CPU than the whole single service
+    spends on a one-text request: benchmarks/request_cpu.py), so
     one call per request would move the per-request bound to the model worker instead of removing
     it. A request is sent at once when fewer than ``max_calls`` calls are in flight; otherwise it
     waits for one to return, with every other request that arrived meanwhile, up to ``max_rows`` rows

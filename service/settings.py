@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from earshot.loop.capture import CapturePolicy, Disagreement
 from earshot.loop.store import SIMILAR_ABOVE
+from earshot.model.runners import AUTO, backend_names
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type = int, minimum: float = 1,
@@ -83,7 +84,7 @@ class Settings:
     api_key: str | None
     log_texts: bool
     # OpenTelemetry's middleware cost a quarter of the server's CPU per single-text request even with no
-    # span sampled (benchmarks/request_cpu.py: 1.43 against 1.06 ms); it is skipped unless asked for.
+    # span sampled (benchmarks/request_cpu.py, docs/experiments.md); it is skipped unless asked for.
     tracing: bool = False
     registry: str | None = None
     reload_seconds: int = 2
@@ -120,10 +121,13 @@ class Settings:
         """
         env = os.environ if env is None else env
         threads = env.get("EARSHOT_THREADS", "")
+        backend = env.get("EARSHOT_BACKEND") or AUTO
+        if backend not in backend_names():
+            raise ValueError(f"EARSHOT_BACKEND={backend!r} is not a backend; use one of {list(backend_names())}")
         return cls(
             model=env.get("EARSHOT_MODEL") or None,
             device=env.get("EARSHOT_DEVICE") or None,
-            backend=env.get("EARSHOT_BACKEND") or "auto",
+            backend=backend,
             max_batch_size=_int(env, "EARSHOT_MAX_BATCH_SIZE", 64),
             max_latency_ms=_int(env, "EARSHOT_MAX_LATENCY_MS", 1000),
             max_items=_int(env, "EARSHOT_MAX_ITEMS", 256),

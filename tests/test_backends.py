@@ -27,7 +27,7 @@ BF16_TOLERANCE = 0.02   # 8 bits of mantissa: scores move by about 1 %
 @pytest.fixture()
 def no_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CPU without bfloat16 matrix units, whatever this one has: auto takes int8 ONNX."""
-    monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: False)
+    monkeypatch.setattr("earshot.model.runners.bf16_matrix_units", lambda: False)
 
 
 def test_onnx_fp32_matches_torch(feedback_texts: list[str], saved_tiny: Path) -> None:
@@ -168,7 +168,7 @@ def test_auto_takes_bf16_on_a_cpu_with_matrix_units_and_keeps_torchs_labels(save
                                                                             feedback_texts: list[str]) -> None:
     import torch
 
-    monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: True)
+    monkeypatch.setattr("earshot.model.runners.bf16_matrix_units", lambda: True)
     model = EarshotModel.from_pretrained(saved_tiny, backend="auto", device="cpu")
     assert model.backend == "bf16" and next(model.parameters()).dtype == torch.bfloat16
     assert export_status(saved_tiny, "onnx-int8") is not None  # nothing exported: bf16 runs the torch module
@@ -194,3 +194,47 @@ def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
     other.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n")
     assert bf16_matrix_units(str(other)) is False
     assert bf16_matrix_units(str(tmp_path / "missing")) is False
+
+
+def test_onnx_runners_start_every_packed_text_at_an_aligned_cell(saved_tiny: Path, feedback_texts: list[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a text sits in its packed row must not move its fp32 softmax sums (model/packing.py, ``aligned``)."""
+    from earshot.model.packing import ALIGN_TOKENS
+
+    model = EarshotModel.from_pretrained(saved_tiny, backend="onnx-int8")
+    session, feeds = model.runner.session, []
+    run = session.run
+    monkeypatch.setattr(session, "run", lambda names, feed: feeds.append(feed) or run(names, feed))
+    model.predict_proba(feedback_texts, batch_size=64)
+    assert feeds
+    for feed in feeds:
+        width = feed["input_ids"].shape[1]
+        first = (feed["pooling"] != 0).argmax(axis=1)
+        assert width % ALIGN_TOKENS == 0 and (first % width % ALIGN_TOKENS == 0).all()
+    assert any(len(feed["input_ids"]) < len(feed["pooling"]) for feed in feeds)  # texts really shared rows
+
+
+# Five tweets whose int8 scores moved by more than 1e-3 between one pass together and one pass each while
+# packing put texts anywhere in a row (the default model, on an AVX-512 CPU).
+BATCH_TEXTS = ["@USAirways stuck on the tarmac for an hour with no air and no updates from the pilot",
+               "@united why do I have to pay twice for a seat I already picked",
+               "@AmericanAir the line at the check-in desk at DFW is a mile long and only two agents working",
+               "@united worst airline ever. delayed, cancelled, then lost my bag",
+               "@VirginAmerica the crew sang happy birthday to my daughter, best flight ever"]
+BATCH_INDEPENDENCE = 1e-3  # a text's scores whatever else shares its batch
+
+
+@pytest.mark.integration
+def test_a_texts_scores_do_not_depend_on_its_batch_on_any_cpu_backend(tmp_path: Path) -> None:
+    folder = tmp_path / "default"
+    EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu").save_pretrained(folder)
+    # bf16 keeps the bound of the bf16 test above: its own roundings move scores by more than 1e-3
+    # (docs/experiments.md, "Batch independence").
+    for backend, tolerance in (("torch", BATCH_INDEPENDENCE), ("onnx-int8", BATCH_INDEPENDENCE),
+                               ("bf16", BF16_TOLERANCE / 2)):
+        model = EarshotModel.from_pretrained(folder, backend=backend, device="cpu")
+        together = model.predict_proba(BATCH_TEXTS)
+        alone = [model.predict_proba([text]) for text in BATCH_TEXTS]
+        for head in ("sentiment", "pain_points"):
+            moved = np.abs(np.concatenate([p[head] for p in alone]) - together[head]).max()
+            assert moved <= tolerance, f"{backend} {head}: a score moved by {moved:.2g} with the batch"

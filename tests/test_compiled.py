@@ -47,7 +47,7 @@ def test_compiled_runner_gives_torchs_answers_from_the_one_graph_compiled_at_loa
 def test_compile_is_refused_for_onnx_backends_and_a_failed_compile_says_so(saved_tiny: Path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="compile works with the torch backends .* but backend 'onnx-int8'"):
         EarshotModel.from_pretrained(saved_tiny, backend="onnx-int8", compiled=True)
-    monkeypatch.setattr("earshot.model.modeling.bf16_matrix_units", lambda: False)
+    monkeypatch.setattr("earshot.model.runners.bf16_matrix_units", lambda: False)
     with pytest.raises(ValueError, match="backend auto chose 'onnx-int8' on this machine: pass --backend torch"):
         EarshotModel.from_pretrained(saved_tiny, backend="auto", compiled=True)
 

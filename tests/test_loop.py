@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -150,7 +151,9 @@ def test_sampled_accuracy_counts_only_random_sample(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory):
     """A PostgreSQL server of its own, started for these tests when PostgreSQL is installed."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    # Debian keeps PostgreSQL's server programs off PATH, under /usr/lib/postgresql/VERSION/bin.
+    path = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))])
+    initdb, pg_ctl = shutil.which("initdb", path=path), shutil.which("pg_ctl", path=path)
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL is not installed (initdb, pg_ctl)")
     pytest.importorskip("psycopg")
@@ -410,7 +413,7 @@ def test_export_retrain_and_promote_commands(tiny_base: Path, feedback_csv: Path
     assert main(["promote", version, "--registry", str(registry)]) == 0  # the first version needs no comparison
     other = saved_model(tiny_base, tmp_path / "other", 7)
     worse = {"candidate": version_id(other), "current": version, "rows": 10, "resamples": 10, "confidence": 0.95,
-             "heads": {"sentiment": {"kind": "single", "accuracy": {"delta": -0.05}}}}
+             "heads": {"sentiment": {"kind": "single", "macro_f1": {"delta": -0.05}}}}
     report = tmp_path / "compare.json"
     report.write_text(json.dumps(worse))
     assert main(["promote", str(other), "--registry", str(registry), "--report", str(report)]) == 2

@@ -45,7 +45,7 @@ def test_pain_points_follow_per_label_thresholds(tiny_model: EarshotModel) -> No
     assert found[0].score == pytest.approx(scores[chosen])
     tiny_model.set_thresholds({"pain_points": {"billing": 0.3}})  # the others keep theirs
     assert tiny_model.config.head("pain_points").thresholds == {**thresholds, "billing": 0.3}
-    with pytest.raises(ValueError, match=r"\['sentiment'\], which are not multi heads"):
+    with pytest.raises(ValueError, match=r"\['sentiment'\], which are not heads with thresholds"):
         tiny_model.set_thresholds({"sentiment": {"negative": 0.5}})
     with pytest.raises(ValueError, match="unknown labels"):
         tiny_model.set_thresholds({"pain_points": {"wifi": 0.5}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -129,8 +130,39 @@ def test_resume_refuses_a_changed_input(tiny_model: EarshotModel, tmp_path: Path
     with pytest.raises(KeyboardInterrupt):
         score_file(tiny_model, path, tmp_path / "o.csv", chunk_size=7, progress=False)
     monkeypatch.undo()
-    with pytest.raises(ValueError, match=r"cannot resume: \['chunk_size'\] changed"):
+    with open(path, "a", encoding="utf-8") as more:
+        more.write("T099,one more row,9.50\n")
+    with pytest.raises(ValueError, match=r"cannot resume: \['input_mtime_ns', 'input_size'\] changed"):
         score_file(tiny_model, path, tmp_path / "o.csv", chunk_size=5, progress=False, resume=True)
+
+
+def test_resume_with_another_chunk_size_scores_the_rest_once(tiny_model: EarshotModel, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _input(tmp_path, ".csv", rows=40)
+    straight = tmp_path / "straight.csv"
+    score_file(tiny_model, path, straight, chunk_size=7, progress=False)
+    scored_rows: list[int] = []
+    real = scoring.score_frame
+
+    def dies_on_third_chunk(model, chunk, *args, **kwargs):
+        if len(scored_rows) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        scored_rows.append(len(chunk))
+        return real(model, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_frame", dies_on_third_chunk)
+    out = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tiny_model, path, out, chunk_size=7, progress=False)
+    scored_rows.append(-1)  # no more crashes
+    summary = score_file(tiny_model, path, out, chunk_size=5, progress=False, resume=True)
+    # 14 rows were done; the rest come in chunks of 5 aligned to the input (rows 10-14 cut to row 14)
+    assert summary.resumed_rows == 14 and summary.rows == 40
+    assert scored_rows[3:] == [1, 5, 5, 5, 5, 5]
+    resumed, expected = pd.read_csv(out), pd.read_csv(straight)
+    pd.testing.assert_frame_equal(resumed.drop(columns=["sentiment_score", "pain_points_scores"]),
+                                  expected.drop(columns=["sentiment_score", "pain_points_scores"]))
+    np.testing.assert_allclose(resumed["sentiment_score"], expected["sentiment_score"], atol=1e-5)
 
 
 def test_header_only_input_gives_header_only_output(tiny_model: EarshotModel, tmp_path: Path) -> None:

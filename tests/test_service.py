@@ -181,6 +181,9 @@ def test_settings_reject_bad_values() -> None:
         == (0.85, 1.0)
     with pytest.raises(ValueError, match=r"EARSHOT_REVIEW_SIMILAR=0.0 must be at least 0.01"):
         Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "0"})
+    with pytest.raises(ValueError, match=r"EARSHOT_BACKEND='int4' is not a backend; use one of \['torch', 'bf16', "
+                                         r"'onnx', 'onnx-int8', 'auto'\]"):
+        Settings.from_env({"EARSHOT_BACKEND": "int4"})
 
 
 def test_tracing_middleware_is_skipped_unless_asked_for() -> None:

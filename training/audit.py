@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from earshot.extras import require
 from earshot.files import write_text_atomic
-from earshot.model import MULTI, EarshotModel, Head
+from earshot.model import MULTI, SINGLE, EarshotModel, Head
 
 from .data import ColumnMapping, DataError, Example, head_gold
 
@@ -52,14 +52,12 @@ def embed_texts(base_model: str, texts: Sequence[str], batch_size: int | None = 
 
 
 # Regularisation of the linear heads. The labels being audited contain the mistakes to be found, and a
-# weakly regularised model fits them (on 200 synthetic points in 16 dimensions with 6 % flips, C=10
-# misplaced 10 % of rows out of fold, C=1 2 %). On Banking77 with 5 % planted flips (seeds 1-3), C=3
-# found 0.86-0.87 of them at precision 0.96-0.97, C=1 0.82-0.84 at 0.96-0.97 (docs/experiments.md).
+# weakly regularised model fits them; C=3 found the most planted flips on Banking77 at the same
+# precision (docs/experiments.md, "Figures behind the code").
 DEFAULT_C = 3.0
 # Multi heads: cleanlab's stricter filter (a label must be off both by the noise-rate estimate and per
-# class). Single heads flag cleanlab's estimate of how many labels are wrong, lowest quality first:
-# on the same flips find_label_issues flagged with precision 0.65-0.71 (its default filter) or
-# 0.79-0.83 ("both") at recall 0.71-0.80.
+# class), more precise than its default filter on the same flips. Single heads flag cleanlab's estimate
+# of how many labels are wrong, lowest quality first.
 FILTER = "both"
 
 
@@ -69,20 +67,31 @@ def out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, folds: int
 
     Single heads: rows of unknown label (gold -1) get NaN rows. Multi heads: one regression per label.
     """
+    return _auditor(head).out_of_fold(head, gold, embeddings, folds, seed, c)
+
+
+def _multi_out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, folds: int, seed: int,
+                       c: float) -> np.ndarray:
     model_selection = require("sklearn.model_selection", extra="audit", feature=FEATURE)
     linear = require("sklearn.linear_model", extra="audit", feature=FEATURE)
     probabilities = np.full((len(gold), len(head.labels)), np.nan)
-    if head.kind == MULTI:
-        for j in range(len(head.labels)):
-            column = gold[:, j]
-            if column.sum() < folds:  # too few positives to hold any out: the base rate
-                probabilities[:, j] = column.mean()
-                continue
-            for train, held in model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-                    embeddings, column):
-                fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(embeddings[train], column[train])
-                probabilities[held, j] = fitted.predict_proba(embeddings[held])[:, 1]
-        return probabilities
+    for j in range(len(head.labels)):
+        column = gold[:, j]
+        if column.sum() < folds:  # too few positives to hold any out: the base rate
+            probabilities[:, j] = column.mean()
+            continue
+        for train, held in model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+                embeddings, column):
+            fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(embeddings[train], column[train])
+            probabilities[held, j] = fitted.predict_proba(embeddings[held])[:, 1]
+    return probabilities
+
+
+def _single_out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, folds: int, seed: int,
+                        c: float) -> np.ndarray:
+    model_selection = require("sklearn.model_selection", extra="audit", feature=FEATURE)
+    linear = require("sklearn.linear_model", extra="audit", feature=FEATURE)
+    probabilities = np.full((len(gold), len(head.labels)), np.nan)
     known = np.flatnonzero(gold >= 0)
     splitter = model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, held in splitter.split(embeddings[known], gold[known]):
@@ -103,13 +112,12 @@ def audit(examples: Sequence[Example], mapping: ColumnMapping, embeddings: np.nd
     for head in heads:
         gold = head_gold(head, examples)
         probabilities = out_of_fold(head, gold, embeddings, folds, seed, c)
-        if head.kind == MULTI:
-            flagged, quality = _multi_issues(gold, probabilities)
-        else:
-            flagged, quality = _single_issues(head, gold, probabilities, folds)
+        auditor = _auditor(head)
+        flagged, quality = auditor.issues(head, gold, probabilities, folds)
         for i in flagged:
             suspects.append(Suspect(row=examples[i].row, head=head.name, column=columns[head.name],
-                                    given=_names(head, gold[i]), suggested=_suggested(head, probabilities[i]),
+                                    given=auditor.names(head, gold[i]),
+                                    suggested=auditor.suggested(head, probabilities[i]),
                                     score=round(1.0 - float(quality[i]), 6)))
     return sorted(suspects, key=lambda s: -s.score)
 
@@ -130,7 +138,8 @@ def _single_issues(head: Head, gold: np.ndarray, probabilities: np.ndarray, fold
     return [int(known[i]) for i in lowest], quality
 
 
-def _multi_issues(gold: np.ndarray, probabilities: np.ndarray) -> tuple[list[int], np.ndarray]:
+def _multi_issues(head: Head, gold: np.ndarray, probabilities: np.ndarray, folds: int
+                  ) -> tuple[list[int], np.ndarray]:
     cleanlab_filter = require("cleanlab.filter", extra="audit", feature=FEATURE)
     multilabel_rank = require("cleanlab.multilabel_classification.rank", extra="audit", feature=FEATURE)
     labels = [list(np.flatnonzero(row)) for row in gold]
@@ -139,16 +148,46 @@ def _multi_issues(gold: np.ndarray, probabilities: np.ndarray) -> tuple[list[int
     return [int(i) for i in np.flatnonzero(flagged)], quality
 
 
-def _names(head: Head, gold_row: np.ndarray | np.integer) -> str:
-    if head.kind == MULTI:
-        return ";".join(head.labels[j] for j in np.flatnonzero(gold_row)) or NONE
+def _multi_names(head: Head, gold_row: np.ndarray) -> str:
+    return ";".join(head.labels[j] for j in np.flatnonzero(gold_row)) or NONE
+
+
+def _multi_suggested(head: Head, probability_row: np.ndarray) -> str:
+    return ";".join(head.labels[j] for j in np.flatnonzero(probability_row >= 0.5)) or NONE
+
+
+def _single_name(head: Head, gold_row: np.integer) -> str:
     return head.labels[int(gold_row)]
 
 
-def _suggested(head: Head, probability_row: np.ndarray) -> str:
-    if head.kind == MULTI:
-        return ";".join(head.labels[j] for j in np.flatnonzero(probability_row >= 0.5)) or NONE
+def _single_suggested(head: Head, probability_row: np.ndarray) -> str:
     return head.labels[int(np.argmax(probability_row))]
+
+
+@dataclass(frozen=True)
+class _Auditor:
+    """How the audit treats one kind of head: out-of-fold probabilities, flagged rows, label names."""
+
+    out_of_fold: Callable[..., np.ndarray]
+    issues: Callable[..., tuple[list[int], np.ndarray]]
+    names: Callable[[Head, Any], str]
+    suggested: Callable[[Head, np.ndarray], str]
+
+
+# Confident learning differs by kind (cleanlab's multi-label filter against its class counts), so the
+# audit keeps one auditor per kind it supports.
+_AUDITORS = {
+    SINGLE: _Auditor(_single_out_of_fold, _single_issues, _single_name, _single_suggested),
+    MULTI: _Auditor(_multi_out_of_fold, _multi_issues, _multi_names, _multi_suggested),
+}
+
+
+def _auditor(head: Head) -> _Auditor:
+    try:
+        return _AUDITORS[head.kind]
+    except KeyError:
+        raise DataError(f"head {head.name!r} is of kind {head.kind!r}; the audit checks heads of kinds "
+                        f"{sorted(_AUDITORS)}") from None
 
 
 def write_suspects(suspects: Sequence[Suspect], path: Path) -> None:

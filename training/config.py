@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
-RECIPES = ("auto", "fine-tune", "few-shot")
+RECIPES = ("auto", "fine-tune", "few-shot", "names")
 SAVE_DTYPES = ("float32", "float16")
 
 

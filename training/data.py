@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import defaultdict
@@ -23,7 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from earshot.model.heads import MULTI, SINGLE, Head, check_name_and_kind
+from earshot.model.heads import (CellError, Head, HeadKind, check_name_and_kind, head_kind, is_missing,
+                                 read_label_list)
 from earshot.tables import TEXT_FORMATS, read_table, table_format
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ class HeadColumn:
         check_name_and_kind(self.name, self.kind)
         if not self.flag:
             object.__setattr__(self, "flag", f"--head {self.name}:{self.kind}:{self.column}")
+
+    @property
+    def behaviour(self) -> HeadKind:
+        return head_kind(self.kind)
 
     @classmethod
     def parse(cls, spec: str) -> "HeadColumn":
@@ -232,7 +236,7 @@ def read_texts(path: str | Path, text_column: str, *, skip_bad_rows: bool = Fals
         elif skip_bad_rows:
             skipped += 1
         else:
-            problem = "empty text" if isinstance(text, str) or _missing(text) else f"text is {type(text).__name__}"
+            problem = "empty text" if isinstance(text, str) or is_missing(text) else f"text is {type(text).__name__}"
             raise DataError(f"{path}: row {index + 1}, column {text_column!r}: {problem}. Fix the row, or pass "
                             "--skip-bad-rows to leave such rows out.")
     if skipped:
@@ -250,69 +254,34 @@ class _RowError(Exception):
 
 def _parse_row(record: dict[str, Any], row: int, mapping: ColumnMapping, known: dict[str, set[str]]) -> Example:
     text = record[mapping.text]
-    if _missing(text) or (isinstance(text, str) and not text.strip()):
+    if is_missing(text) or (isinstance(text, str) and not text.strip()):
         raise _RowError(SkippedRow(row, mapping.text, "empty text"))
     if not isinstance(text, str):
         raise _RowError(SkippedRow(row, mapping.text, f"text is {type(text).__name__} {text!r}, not a string"))
     labels: dict[str, str | tuple[str, ...] | None] = {}
     for head in mapping.heads:
-        value: str | tuple[str, ...] | None
-        if head.kind == MULTI:
-            value = tuple(label for label in parse_label_cell(record[head.column], row, head.column)
-                          if label not in mapping.none_labels)
-            unknown = [label for label in value if head.name in known and label not in known[head.name]]
-        else:
-            value = _parse_label(record[head.column], row, head.column)
-            unknown = [value] if value is not None and head.name in known and value not in known[head.name] else []
+        kind = head.behaviour
+        try:
+            value = kind.parse_cell(record[head.column], mapping.none_labels)
+        except CellError as error:
+            raise _RowError(SkippedRow(row, head.column, str(error))) from None
+        found = () if value is None else (value,) if isinstance(value, str) else value
+        unknown = [label for label in found if head.name in known and label not in known[head.name]]
         if unknown:
-            hint = " (add --none-label for values that mean no label)" if head.kind == MULTI else ""
+            hint = kind.unknown_label_hint
             raise _RowError(SkippedRow(row, head.column, f"unknown {head.name} label {unknown[0]!r}; the model "
                                                          f"knows {sorted(known[head.name])}{hint}"))
         labels[head.name] = value
     return Example(text=text, labels=labels, row=row)
 
 
-def _missing(value: Any) -> bool:
-    """An absent cell: None, or the NaN that pandas reads for a null in JSON or Parquet."""
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _parse_label(value: Any, row: int, column: str) -> str | None:
-    if _missing(value):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _RowError(SkippedRow(row, column, f"malformed label {value!r}: expected text"))
-    label = str(value).strip()
-    return label or None
-
-
 def parse_label_cell(value: Any, row: int, column: str) -> tuple[str, ...]:
-    """A multi-label cell as a tuple of labels.
-
-    Accepts ``a;b`` text, a JSON list ``["a", "b"]``, a list (Parquet/JSONL), a single label, or an
-    empty cell (no labels). Anything else raises, naming the row and column.
-    """
-    if _missing(value):
-        return ()
-    if isinstance(value, np.ndarray):  # a list cell of Parquet or a saved dataset, as pandas reads it
-        value = value.tolist()
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise _RowError(SkippedRow(row, column, f"malformed cell {value!r}: not a JSON list ({error.msg})")) from None
-    if isinstance(value, (list, tuple)):
-        labels = []
-        for item in value:
-            if not isinstance(item, str):
-                raise _RowError(SkippedRow(row, column, f"malformed cell {value!r}: list item {item!r} is not text"))
-            if item.strip():
-                labels.append(item.strip())
-        return tuple(dict.fromkeys(labels))
-    label = _parse_label(value, row, column)
-    if label is None:
-        return ()
-    return tuple(dict.fromkeys(part.strip() for part in label.split(";") if part.strip()))
+    """A multi-label cell as a tuple of labels (``earshot.model.heads.read_label_list``), or a row error
+    naming ``row`` and ``column``."""
+    try:
+        return read_label_list(value)
+    except CellError as error:
+        raise _RowError(SkippedRow(row, column, str(error))) from None
 
 
 def head_gold(head: Head, examples: Sequence[Example]) -> np.ndarray:
@@ -322,15 +291,7 @@ def head_gold(head: Head, examples: Sequence[Example]) -> np.ndarray:
         >>> head_gold(Head("sentiment", "single", ["neg", "pos"]), data.examples[:2])
         array([1, -1])
     """
-    index = {label: i for i, label in enumerate(head.labels)}
-    if head.kind == SINGLE:
-        return np.array([index[e.labels[head.name]] if e.labels.get(head.name) is not None else -1
-                         for e in examples], dtype=np.int64)
-    gold = np.zeros((len(examples), len(index)), dtype=np.float32)
-    for row, example in enumerate(examples):
-        for label in example.labels.get(head.name) or ():
-            gold[row, index[label]] = 1.0
-    return gold
+    return head.behaviour.gold(head, [e.labels.get(head.name) for e in examples])
 
 
 def stratified_holdout(keys: Sequence[str], fraction: float, seed: int) -> set[int]:
@@ -381,10 +342,7 @@ def label_sets(head: Head, examples: Sequence[Example]) -> list[frozenset[int] |
 
     An empty set is a real answer of a multi head ("none of these"), so it is kept as one.
     """
-    gold = head_gold(head, examples)
-    if head.kind == SINGLE:
-        return [None if g < 0 else frozenset([int(g)]) for g in gold]
-    return [frozenset(np.flatnonzero(row).tolist()) for row in gold]
+    return head.behaviour.label_sets(head_gold(head, examples))
 
 
 def rows_by_label(sets: Sequence[frozenset[int] | None]) -> dict[int, list[int]]:
@@ -442,8 +400,7 @@ def short_labels(examples: Sequence[Example], heads: Sequence[Head], per_label: 
     short: dict[str, dict[str, int]] = {}
     for head in heads:
         gold = head_gold(head, examples)
-        counts = (np.bincount(gold[gold >= 0], minlength=len(head.labels)) if head.kind == SINGLE
-                  else gold.sum(axis=0).astype(int))
+        counts = head.behaviour.label_counts(gold, len(head.labels))
         found = {label: int(n) for label, n in zip(head.labels, counts) if n < per_label}
         if found:
             short[head.name] = found

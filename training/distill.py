@@ -46,7 +46,8 @@ from torch.nn import functional as F
 from transformers.pytorch_utils import prune_linear_layer
 
 from earshot.files import atomic_path, sha256
-from earshot.model import SINGLE, EarshotModel
+from earshot.model import EarshotModel
+from earshot.model.heads import head_kind
 from earshot.model.modeling import EMBEDDING, is_model_folder
 from earshot.model.runners import TorchRunner
 
@@ -57,7 +58,6 @@ from .trainer import Trainer
 logger = logging.getLogger(__name__)
 
 TEACHER_FILE = "teacher.safetensors"
-_EPSILON = 1e-6
 
 
 @dataclass(frozen=True)
@@ -269,8 +269,8 @@ class DistillationTrainer(Trainer):
         self._labelled: dict[str, torch.Tensor] = {}
         self._teacher_embedding = torch.zeros(0)
 
-    def few_shot(self) -> bool:
-        return False
+    def recipe(self) -> str:
+        return "fine-tune"
 
     def train(self, resume: bool = False):  # type: ignore[override]
         answers = self._teacher_answers(resume)
@@ -353,10 +353,7 @@ class DistillationTrainer(Trainer):
         for head in self.model.config.heads:
             logits = outputs[head.name].float() / temperature
             soft = self._soft[head.name][rows.to(self.device)]
-            if head.kind == SINGLE:
-                part = F.kl_div(F.log_softmax(logits, dim=-1), soft, reduction="batchmean")
-            else:
-                part = self.config.multi_label_loss_weight * F.binary_cross_entropy_with_logits(logits, soft)
+            part = head.behaviour.soft_loss(logits, soft, self.config)
             soft_loss = soft_loss + temperature ** 2 * part
         vector_loss = soft_loss.new_zeros(())
         if self.distillation.embedding_weight:
@@ -463,15 +460,7 @@ def soften(probabilities: np.ndarray, kind: str, temperature: float) -> np.ndarr
         >>> soften(np.array([[0.8, 0.2]]), "single", 2.0).round(3)
         array([[0.667, 0.333]], dtype=float32)
     """
-    p = np.clip(probabilities.astype(np.float64), _EPSILON, 1 - _EPSILON)
-    if kind == SINGLE:
-        logits = np.log(p) / temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        soft = np.exp(logits)
-        soft /= soft.sum(axis=1, keepdims=True)
-    else:
-        soft = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
-    return soft.astype(np.float32)
+    return head_kind(kind).soften(probabilities, temperature)
 
 
 def load_teacher(path: str | Path, device: str | torch.device | None = None) -> EarshotModel:

@@ -15,10 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from earshot.files import atomic_path, write_text_atomic
-from earshot.model import SINGLE, EarshotModel, Head
+from earshot.model import EarshotModel
 
 from .data import ColumnMapping, LoadedData, head_gold
-from .metrics import multi_label_metrics, single_label_metrics
 
 
 def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
@@ -34,37 +33,11 @@ def evaluate(model: EarshotModel, data: LoadedData, mapping: ColumnMapping,
             raise ValueError(f"{column.flag}: the model's head {head.name!r} is {head.kind}, not {column.kind}")
         heads.append(head)
     probabilities = model.predict_proba([e.text for e in data.examples], batch_size=batch_size)
-    results: dict[str, Any] = {}
-    for head in heads:
-        gold = head_gold(head, data.examples)
-        scores = probabilities[head.name]
-        if head.kind == SINGLE:
-            results[head.name] = single_label_metrics(gold, scores, head.labels)
-            continue
-        thresholds = np.array([head.thresholds[label] for label in head.labels])
-        metrics = multi_label_metrics(gold, scores, thresholds, head.labels)
-        metrics["confusion_matrix"] = _top_label_confusion(gold.astype(bool), scores, thresholds, head.labels)
-        results[head.name] = metrics
+    results = {head.name: head.behaviour.metrics(head, head_gold(head, data.examples), probabilities[head.name])
+               for head in heads}
     return {"data_file": Path(data.source).name, "rows": len(data.examples), "rows_skipped": len(data.skipped),
             "model_version": model.version, "backend": model.backend,
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "heads": results}
-
-
-def _top_label_confusion(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
-                         labels: Sequence[str]) -> dict[str, Any]:
-    """Gold label (or "(none)") against the top predicted label over threshold (or "(none)").
-
-    A row with several gold labels counts once per gold label.
-    """
-    names = [*labels, "(none)"]
-    none = len(labels)
-    over = probabilities >= thresholds[None, :]
-    top = np.where(over.any(axis=1), np.where(over, probabilities, -1).argmax(axis=1), none)
-    matrix = np.zeros((len(names), len(names)), dtype=int)
-    for row in range(len(gold)):
-        for g in (np.flatnonzero(gold[row]) if gold[row].any() else [none]):
-            matrix[g, top[row]] += 1
-    return {"labels": names, "matrix": matrix.tolist()}
 
 
 def write_evaluation(model: EarshotModel, metrics: dict[str, Any], output_dir: str | Path,
@@ -109,13 +82,6 @@ def plot_confusion(labels: Sequence[str], matrix: np.ndarray, title: str, path: 
         figure.savefig(tmp, format="png", dpi=110)
 
 
-def _describe_head(head: Head) -> str:
-    if head.kind == SINGLE:
-        return f"- `{head.name}` (one label per text): {', '.join(head.labels)}."
-    return (f"- `{head.name}` (any number of labels per text, {len(head.labels)}): "
-            + ", ".join(f"{label} (threshold {head.thresholds[label]:.2f})" for label in head.labels) + ".")
-
-
 def _distillation_lines(teacher: dict[str, Any] | None) -> list[str]:
     """The card's line for a student (``earshot distill``): which teacher it learned from, and how."""
     if not teacher:
@@ -128,6 +94,22 @@ def _distillation_lines(teacher: dict[str, Any] | None) -> list[str]:
             + (f"{others} (their answers averaged)" if others else "") + ": "
             f"temperature {teacher.get('temperature')}, gold-label weight {teacher.get('gold_weight')}"
             + (f", {unlabelled} unlabelled rows" if unlabelled else "") + "."]
+
+
+def _source_lines(sources: dict[str, Any] | None, config: Any) -> list[str]:
+    """The card's table of sources (``--source-column``): licence and training rows per label of each."""
+    if not sources:
+        return []
+    lines = ["", "### Sources", "", "| source | licence | training rows |", "|---|---|---|"]
+    lines += [f"| {name} | {entry['licence'] or 'not stated'} | {entry['rows']} |" for name, entry in sources.items()]
+    names = list(sources)
+    for head in config.heads:
+        lines += ["", f"Training rows per label of `{head.name}`:", "",
+                  "| label | " + " | ".join(names) + " | all |", "|---" * (len(names) + 2) + "|"]
+        for label in head.labels:
+            counts = [sources[name]["labels"].get(head.name, {}).get(label, 0) for name in names]
+            lines.append(f"| {label} | " + " | ".join(str(n) for n in counts) + f" | {sum(counts)} |")
+    return lines
 
 
 def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
@@ -144,7 +126,7 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         "",
         "## Model",
         f"- Base encoder: `{config.base_model}`, {config.pooling} pooling, inputs cut at {config.max_length} tokens.",
-        *[_describe_head(head) for head in config.heads],
+        *[head.behaviour.describe(head) for head in config.heads],
         "",
         "## Training data",
         f"- File: `{provenance.get('data_file', '?')}` (sha256 `{provenance.get('data_sha256', '?')}`).",
@@ -158,6 +140,7 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         f"{provenance.get('training_seconds', '?')} s on {provenance.get('trained_on', 'CPU')}"
         + (f", {provenance['precision']}." if provenance.get("precision") else "."),
         *_distillation_lines(provenance.get("distilled_from")),
+        *_source_lines(provenance.get("sources"), config),
         "",
         f"## Metrics on `{metrics['data_file']}` ({metrics['rows']} rows, "
         + (f"backend {metrics['backend']}, " if metrics.get("backend") else "") + f"evaluated {metrics['evaluated_at']})",

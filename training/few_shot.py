@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from earshot.model import SINGLE, EarshotModel
+from earshot.model import EarshotModel
+from earshot.model.heads import head_kind
 
 from .data import Example, head_gold, label_sets, rows_by_label
 
@@ -166,7 +167,7 @@ def fit_heads(model: EarshotModel, examples: Sequence[Example], c: float = 10.0,
     embeddings = torch.from_numpy(model.embed([e.text for e in examples]))
     for head in model.config.heads:
         gold = torch.from_numpy(head_gold(head, examples))
-        known = gold >= 0 if head.kind == SINGLE else torch.ones(len(gold), dtype=torch.bool)
+        known = torch.from_numpy(head.behaviour.labelled(gold.numpy()))
         if not known.any():
             continue
         layer: nn.Linear = model.heads[head.name]
@@ -174,6 +175,44 @@ def fit_heads(model: EarshotModel, examples: Sequence[Example], c: float = 10.0,
         with torch.no_grad():
             layer.weight.copy_(weight.to(layer.weight))
             layer.bias.copy_(bias.to(layer.bias))
+
+
+# A label's logit is this many times a text's cosine similarity with its description (a temperature:
+# softmax answers about as sure as a trained head's, not a measured figure).
+PROTOTYPE_SCALE = 20.0
+
+
+def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: float = PROTOTYPE_SCALE) -> None:
+    """Set every head so that each label's logit follows the cosine similarity of a text with the mean
+    vector of that label's examples (a taxonomy's descriptions): the nearest description wins.
+
+    Logits are ``scale * (cos - c)``, with ``c`` the head's mean cosine between the vectors of two different
+    labels (how alike unrelated labels look), so a multi head's label is over 0.5 when a text is nearer
+    its description than unrelated descriptions are to each other. A label without examples gets a
+    zero row and the lowest logit. The pooled vectors are not unit length, so the rows are divided by
+    their mean length.
+
+    Example:
+        >>> prototype_heads(model, taxonomy.examples())
+    """
+    vectors = torch.from_numpy(model.embed([e.text for e in examples])).double()
+    length = vectors.norm(dim=1).mean()
+    for head in model.config.heads:
+        sets = label_sets(head, examples)
+        centres = torch.zeros(len(head.labels), vectors.shape[1], dtype=torch.float64)
+        for label in range(len(head.labels)):
+            members = [row for row, labels in enumerate(sets) if labels and label in labels]
+            if members:
+                centre = vectors[members].mean(dim=0)
+                centres[label] = centre / centre.norm()
+        present = centres.norm(dim=1) > 0
+        alike = centres[present] @ centres[present].T
+        pairs = int(present.sum()) * (int(present.sum()) - 1)
+        unrelated = float((alike.sum() - alike.diagonal().sum()) / pairs) if pairs else 0.0
+        layer: nn.Linear = model.heads[head.name]
+        with torch.no_grad():
+            layer.weight.copy_((scale * centres / length).to(layer.weight))
+            layer.bias.copy_(torch.where(present, -scale * unrelated, -scale).to(layer.bias))
 
 
 def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c: float,
@@ -191,18 +230,13 @@ def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c:
     x = x.double()
     weight = torch.zeros(labels, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(labels, dtype=torch.float64, requires_grad=True)
-    target = gold.long() if kind == SINGLE else gold.double()
+    loss_of = head_kind(kind).logistic_loss
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations, history_size=20,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
-        logits = x @ weight.T + bias
-        if kind == SINGLE:
-            loss = F.cross_entropy(logits, target, reduction="sum")
-        else:
-            loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-        loss = loss + weight.pow(2).sum() / (2 * c)
+        loss = loss_of(x @ weight.T + bias, gold) + weight.pow(2).sum() / (2 * c)
         loss.backward()
         return loss
 

@@ -135,3 +135,20 @@ def _best_on_grid(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, preference: np
     """The grid threshold with the highest F1 from these counts (one per grid point), then the preferred."""
     f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
     return float(THRESHOLD_GRID[np.lexsort((preference, f1))[-1]])
+
+
+def top_label_confusion(gold: np.ndarray, probabilities: np.ndarray, thresholds: np.ndarray,
+                         labels: Sequence[str]) -> dict[str, Any]:
+    """Gold label (or "(none)") against the top predicted label over threshold (or "(none)").
+
+    A row with several gold labels counts once per gold label.
+    """
+    names = [*labels, "(none)"]
+    none = len(labels)
+    over = probabilities >= thresholds[None, :]
+    top = np.where(over.any(axis=1), np.where(over, probabilities, -1).argmax(axis=1), none)
+    matrix = np.zeros((len(names), len(names)), dtype=int)
+    for row in range(len(gold)):
+        for g in (np.flatnonzero(gold[row]) if gold[row].any() else [none]):
+            matrix[g, top[row]] += 1
+    return {"labels": names, "matrix": matrix.tolist()}

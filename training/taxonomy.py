@@ -71,7 +71,7 @@ class Taxonomy:
         examples = []
         for head in self.heads:
             for label in head.labels:
-                value = label.name if head.kind == SINGLE else (label.name,)
+                value = head.head().behaviour.label_value([label.name])
                 for text in (label.description, *label.examples):
                     if text:
                         examples.append(Example(text=text, labels={head.name: value}, row=0))

@@ -25,14 +25,13 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from earshot.files import sha256
-from earshot.model import SINGLE, EarshotModel, Head
+from earshot.model import EarshotModel, Head
 from earshot.model.device import resolve_device, training_autocast
 
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .data import Example, head_gold
-from .few_shot import contrastive_stage, default_contrastive_steps, fit_heads
-from .metrics import multi_label_metrics, single_label_metrics, tune_thresholds
+from .few_shot import contrastive_stage, default_contrastive_steps, fit_heads, prototype_heads
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,7 @@ class TrainingResult:
 
 def head_targets(head: Head, examples: Sequence[Example]) -> torch.Tensor:
     """``head_gold`` as the loss takes it: unknown single labels are -100, cross-entropy's ignore index."""
-    gold = torch.from_numpy(head_gold(head, examples))
-    return gold.masked_fill(gold < 0, -100) if head.kind == SINGLE else gold
+    return head.behaviour.targets(head_gold(head, examples))
 
 
 class Trainer:
@@ -79,8 +77,9 @@ class Trainer:
         ids = model.encode([e.text for e in self.train_examples]).input_ids
         targets = {head.name: head_targets(head, self.train_examples) for head in model.config.heads}
         steps_per_epoch = math.ceil(len(ids) / self.config.batch_size)
-        few_shot = self.few_shot()
-        epochs = self.config.planned_epochs(steps_per_epoch, few_shot)
+        recipe = self.recipe()
+        few_shot = recipe == "few-shot"
+        epochs = self.config.planned_epochs(steps_per_epoch, few_shot) if recipe != "names" else (self.config.epochs or 0)
         if not self.validation_examples:
             # Nothing to choose an epoch or thresholds on: the last epoch is kept, thresholds stay at
             # 0.5, and a few-shot start is not fine-tuned further unless --epochs asks for it.
@@ -88,9 +87,9 @@ class Trainer:
             if few_shot and self.config.epochs is None:
                 epochs = 0
         self.patience = self.config.planned_patience(epochs)
-        logger.info("recipe %s: %s%d epochs of %d steps, patience %d", "few-shot" if few_shot else "fine-tune",
-                    "contrastive stage and fitted heads, then " if few_shot else "", epochs, steps_per_epoch,
-                    self.patience)
+        start = {"few-shot": "contrastive stage and fitted heads, then ", "names": "heads from the descriptions, then "}
+        logger.info("recipe %s: %s%d epochs of %d steps, patience %d", recipe, start.get(recipe, ""), epochs,
+                    steps_per_epoch, self.patience)
         optimizer = self._optimizer(few_shot)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(self.config.warmup_ratio * steps_per_epoch * epochs), steps_per_epoch * epochs)
@@ -114,6 +113,12 @@ class Trainer:
                 progress=self.config.progress)
             fit_heads(model, self.train_examples, c=self.config.head_fit_c)
             self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
+            checkpoint()
+        if recipe == "names" and not state.history:
+            # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
+            # fine-tuning the encoder on one text per label moved texts away from them (docs/experiments.md).
+            prototype_heads(model, self.train_examples)
+            self._end_epoch(0, 0.0, state)
             checkpoint()
         losses = self._losses(targets)
         amp_dtype = training_autocast(self.device, self.config.mixed_precision)
@@ -154,7 +159,7 @@ class Trainer:
         improved = score > state.best_score or not self.validation_examples
         state.history.append({"epoch": epoch, "train_loss": train_loss, "validation_score": score,
                               **{f"{head}_{name}": metrics[head][name] for head in metrics
-                                 for name in ("accuracy", "macro_f1", "micro_f1")}})
+                                 for name in ("accuracy", "macro_f1", "micro_f1") if name in metrics[head]}})
         state.epoch = epoch
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
@@ -169,19 +174,27 @@ class Trainer:
     def _should_stop(self, state: TrainingState) -> bool:
         return self.patience > 0 and state.bad_epochs >= self.patience
 
-    def few_shot(self) -> bool:
-        """Whether this run takes the few-shot recipe: as configured, or under "auto" when some head
-        has at most ``few_shot_max_per_label`` labelled rows per label (its rows over its labels)."""
+    def recipe(self) -> str:
+        """The recipe this run takes: as configured, or under "auto": ``names`` when every training row
+        is a taxonomy description (no data rows), ``few-shot`` when some head has at most
+        ``few_shot_max_per_label`` labelled rows per label (its rows over its labels), else ``fine-tune``."""
         if self.config.recipe != "auto":
-            return self.config.recipe == "few-shot"
-        return min(self.rows_per_label().values()) <= self.config.few_shot_max_per_label
+            return self.config.recipe
+        if all(example.row == 0 for example in self.train_examples):
+            return "names"
+        few = min(self.rows_per_label().values()) <= self.config.few_shot_max_per_label
+        return "few-shot" if few else "fine-tune"
+
+    def few_shot(self) -> bool:
+        """Whether this run takes the few-shot recipe (see :meth:`recipe`)."""
+        return self.recipe() == "few-shot"
 
     def rows_per_label(self) -> dict[str, float]:
         """Per head: its labelled training rows divided by its number of labels."""
         rows = {}
         for head in self.model.config.heads:
             gold = head_gold(head, self.train_examples)
-            labelled = int((gold >= 0).sum()) if head.kind == SINGLE else len(gold)
+            labelled = int(head.behaviour.labelled(gold).sum())
             rows[head.name] = labelled / len(head.labels)
         return rows
 
@@ -200,12 +213,11 @@ class Trainer:
         thresholds: dict[str, dict[str, float]] = {}
         for head in model.config.heads:
             gold = head_gold(head, self.validation_examples)
-            if head.kind == SINGLE:
-                metrics[head.name] = single_label_metrics(gold, probabilities[head.name], head.labels)
-                continue
-            tuned = tune_thresholds(gold, probabilities[head.name], shrinkage=self.config.threshold_shrinkage)
-            thresholds[head.name] = {label: float(t) for label, t in zip(head.labels, tuned)}
-            metrics[head.name] = multi_label_metrics(gold, probabilities[head.name], tuned, head.labels)
+            tuned = head.behaviour.tuned_thresholds(head, gold, probabilities[head.name],
+                                                    self.config.threshold_shrinkage)
+            if tuned is not None:
+                thresholds[head.name] = tuned
+            metrics[head.name] = head.behaviour.metrics(head, gold, probabilities[head.name], tuned)
         return metrics, thresholds
 
     def _finish(self, state: TrainingState, seconds: float) -> TrainingResult:
@@ -256,7 +268,7 @@ class Trainer:
         # Heads start from random weights and learn with a higher rate than the pretrained encoder.
         # After a few-shot start the heads are already fitted: fine-tuning then only polishes, at the
         # contrastive stage's rate (heads 10x): at the full rates, Banking77 with 8 examples per
-        # intent lost 1.6 points of development accuracy in the first epoch.
+        # intent lost development accuracy in the first epoch (docs/experiments.md).
         encoder_rate = self.config.contrastive_learning_rate if few_shot else self.config.learning_rate
         head_rate = 10 * encoder_rate if few_shot else self.config.head_learning_rate
         decay, no_decay, heads = [], [], []
@@ -279,15 +291,8 @@ class Trainer:
         power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[self.config.class_weighting]
         losses: dict[str, nn.Module] = {}
         for head in self.model.config.heads:
-            gold = targets[head.name]
-            if head.kind == SINGLE:
-                counts = torch.bincount(gold[gold >= 0], minlength=len(head.labels)).float().clamp(min=1)
-                weight = (counts.sum() / (len(counts) * counts)) ** power
-                losses[head.name] = nn.CrossEntropyLoss(weight=weight.to(self.device), ignore_index=-100)
-            else:
-                positives = gold.sum(dim=0).clamp(min=1)
-                pos_weight = (((len(gold) - positives) / positives) ** power).clamp(max=self.config.max_pos_weight)
-                losses[head.name] = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(self.device))
+            losses[head.name] = head.behaviour.loss_function(head, targets[head.name], power,
+                                                            self.config.max_pos_weight).to(self.device)
         return losses
 
     def _loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], batch: list[int],
@@ -300,13 +305,7 @@ class Trainer:
 
     def _head_loss(self, head: Head, logits: torch.Tensor, gold: torch.Tensor, loss: nn.Module) -> torch.Tensor:
         """One head's loss on its gold labels (``head_targets`` rows)."""
-        if head.kind == SINGLE:
-            # A batch of rows without this head's label trains only the other heads.
-            return loss(logits, gold) if (gold >= 0).any() else logits.new_zeros(())
-        value = self.config.multi_label_loss_weight * loss(logits, gold)
-        if self.config.ranking_loss_weight > 0:
-            value = value + self.config.ranking_loss_weight * ranking_loss(logits, gold)
-        return value
+        return head.behaviour.loss(logits, gold, loss, self.config)
 
     def _batches(self, ids: Sequence[Sequence[int]], epoch: int) -> list[list[int]]:
         """This epoch's batches: a seeded shuffle, length-sorted within windows, batches shuffled.
@@ -326,28 +325,9 @@ class Trainer:
         return batches
 
 
-def ranking_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-    """Mean of -log(softmax mass on the gold labels) over rows with at least one gold label.
-
-    For a row with one label this is the usual cross-entropy; rows without labels add nothing
-    (the sigmoid loss teaches "none"), and a batch without any gives 0.
-
-    Example:
-        >>> ranking_loss(torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]]))  # -log(e^2 / (e^2 + 1))
-        tensor(0.1269)
-    """
-    labelled = gold.sum(dim=1) > 0
-    if not labelled.any():
-        return logits.new_zeros(())
-    log_probs = torch.log_softmax(logits[labelled].float(), dim=-1)
-    gold_mass = torch.logsumexp(log_probs.masked_fill(gold[labelled] <= 0, float("-inf")), dim=-1)
-    return -gold_mass.mean()
-
-
 def validation_score(metrics: dict[str, Any], heads: Sequence[Head]) -> float:
-    """The early-stopping score: the mean over heads of macro-F1 (single heads: every class counts,
-    however rare) and micro-F1 (multi heads: every label decision counts)."""
-    return float(np.mean([metrics[h.name]["macro_f1" if h.kind == SINGLE else "micro_f1"] for h in heads]))
+    """The early-stopping score: the mean over heads of each head's headline metric (``HeadKind.headline``)."""
+    return float(np.mean([metrics[h.name][h.behaviour.headline] for h in heads]))
 
 
 def _precision(autocast: torch.dtype | None) -> str:

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from earshot.model import SINGLE, HeadPrediction, Prediction
+from earshot.model import Prediction
 
 from .store import ANSWERED, QUEUED, FeedbackStore, QueuedItem
 
@@ -101,30 +101,17 @@ class CapturePolicy:
 
         ``thresholds``: each multi head's label thresholds (the model's), by head name.
         """
-        worst = 0.0
-        for name, head in prediction.heads.items():
-            scores = sorted(head.scores.values(), reverse=True)
-            if head.kind == SINGLE:
-                margin = scores[0] - (scores[1] if len(scores) > 1 else 0.0)
-                worst = max(worst, 1.0 - margin)
-            else:
-                worst = max(worst, 1.0 - 2.0 * _distance_to_threshold(head, thresholds.get(name, {})))
+        worst = max((head.behaviour.uncertainty(head, thresholds.get(name, {}))
+                     for name, head in prediction.heads.items()), default=0.0)
         return min(1.0, max(0.0, worst))
 
     def reasons(self, prediction: Prediction, thresholds: Thresholds, uncertainty: float | None = None) -> list[str]:
         """Why ``prediction`` needs a person (empty: it does not): ``margin:HEAD``,
         ``confidence:HEAD``, ``disagree:RULE``, ``top`` (among the most uncertain ``top_share``) or
         ``sample``. Each call counts the answer into the recent traffic that ``top`` ranks against."""
-        found = []
-        for name, head in prediction.heads.items():
-            scores = sorted(head.scores.values(), reverse=True)
-            if head.kind == SINGLE:
-                if scores[0] - (scores[1] if len(scores) > 1 else 0.0) < self.margin_below:
-                    found.append(f"margin:{name}")
-                if scores[0] < self.confidence_below:
-                    found.append(f"confidence:{name}")
-            elif _distance_to_threshold(head, thresholds.get(name, {})) < self.margin_below / 2:
-                found.append(f"margin:{name}")
+        found = [f"{reason}:{name}" for name, head in prediction.heads.items()
+                 for reason in head.behaviour.unsure(head, thresholds.get(name, {}), self.margin_below,
+                                                     self.confidence_below)]
         found += [f"disagree:{rule}" for rule in self.disagreements if rule.holds(prediction)]
         if uncertainty is None:
             uncertainty = self.uncertainty(prediction, thresholds)
@@ -154,11 +141,6 @@ class _RecentUncertainty:
             self._order.append(value)
             bisect.insort(self._sorted, value)
         return above / seen if seen >= max(warmup, 1) else 1.0
-
-
-def _distance_to_threshold(head: HeadPrediction, thresholds: dict[str, float]) -> float:
-    """How close a multi head's closest label is to its decision (its threshold, 0.5 when not given)."""
-    return min(abs(score - thresholds.get(label, 0.5)) for label, score in head.scores.items())
 
 
 class CaptureWriter:

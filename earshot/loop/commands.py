@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from earshot.model import EarshotModel
-    from earshot.training.data import Example
+    from earshot.training.data import Example, HeadColumn
 
     from .registry import Registry
     from .store import Correction
@@ -22,7 +23,7 @@ HOLDOUT_HELP = ("share of the corrections held out from training to compare mode
 
 
 def add_commands(commands: Any) -> None:
-    from earshot.cli import add_column_flags, add_training_flags
+    from earshot.flags import add_column_flags, add_training_flags
 
     feedback = commands.add_parser("feedback", help="the feedback store: export corrections, purge, stats")
     actions = feedback.add_subparsers(dest="action", required=True)
@@ -74,14 +75,14 @@ def add_commands(commands: Any) -> None:
 
 
 def _evaluation_flags(parser: argparse.ArgumentParser) -> None:
-    from earshot.cli import BACKEND_CHOICES, add_column_flags
+    from earshot.flags import add_backend_flag, add_column_flags
 
     parser.add_argument("--registry", type=Path, default=None, help="the model registry folder")
     parser.add_argument("--data", type=Path, default=None, help="the team's fixed evaluation file")
     parser.add_argument("--feedback-db", default=None, help="add the corrections held out from training")
     parser.add_argument("--holdout-fraction", type=float, default=0.1, help=HOLDOUT_HELP)
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="torch")
+    add_backend_flag(parser, default="torch")
     add_column_flags(parser)
 
 
@@ -133,14 +134,16 @@ def _stats(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------- retrain
 def _retrain(args: argparse.Namespace) -> None:
-    from earshot.cli import fit, training_config, training_data
+    from earshot.flags import data_sources, fit_options, training_config
+    from earshot.training.pipeline import fit, load_training_set
 
     from .corrections import merge_corrections, split_corrections
     from .registry import Registry
     from .store import FeedbackStore, text_hash, unique_corrections
 
     config = training_config(args)
-    heads, train_examples, validation_examples, provenance = training_data(args, config.seed)
+    training = load_training_set(data_sources(args), config.seed)
+    heads, train_examples, validation_examples = training.heads, training.train, training.validation
     corrections = unique_corrections(FeedbackStore.open(args.feedback_db).corrections())
     train_corrections, holdout = split_corrections(corrections, args.holdout_fraction)
     relevant = [c for c in train_corrections if any(h.name in c.labels for h in heads)]
@@ -148,11 +151,12 @@ def _retrain(args: argparse.Namespace) -> None:
     train_examples, heads, changed = merge_corrections(train_examples, relevant, heads)
     held_out = {text_hash(c.text) for c in holdout}
     validation_examples = [e for e in validation_examples if text_hash(e.text) not in held_out]
-    provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
+    training = replace(training, heads=heads, train=train_examples, validation=validation_examples)
+    training.provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
     logger.info("retrain: %d base rows, %d corrections (%d of them change a base row's labels), %d held out; "
                 "%d training rows after removing duplicates", base_rows, len(relevant), changed, len(holdout),
                 len(train_examples))
-    fit(args, config, heads, train_examples, validation_examples, provenance)
+    fit(config, training, **fit_options(args))
     if args.registry is not None:
         version = Registry(args.registry).add(args.output)
         logger.info("candidate %s added to %s; compare it, then `earshot promote %s --registry %s`", version,
@@ -162,6 +166,8 @@ def _retrain(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------ compare, promote
 def _resolve(reference: str | None, registry: "Registry | None") -> Path:
     """A model folder from a folder path or a version id of the registry (None: the registry's current)."""
+    from earshot.model.modeling import is_model_folder
+
     from .registry import RegistryError
 
     if reference is None:
@@ -169,18 +175,19 @@ def _resolve(reference: str | None, registry: "Registry | None") -> Path:
             raise RegistryError("name the model to compare against (--against) or give --registry")
         return registry.current_path()
     path = Path(reference)
-    if (path / "config.json").is_file():
+    if is_model_folder(path):
         return path
     if registry is not None:
         return registry.path(reference)
-    raise FileNotFoundError(f"{reference} is not a model folder (no config.json); for a version id give --registry")
+    raise FileNotFoundError(f"{reference} is not a model folder (no config.json with an earshot section); for a "
+                            "version id give --registry")
 
 
 def _evaluation_examples(args: argparse.Namespace) -> list["Example"]:
     """The fixed evaluation file's rows plus the corrections held out from training."""
-    from earshot.cli import _report_skipped, column_mapping
-    from earshot.training import read_examples
+    from earshot.flags import column_mapping
     from earshot.training.data import DataError
+    from earshot.training.pipeline import read_checked
 
     from .corrections import split_corrections
     from .store import FeedbackStore, unique_corrections
@@ -190,27 +197,25 @@ def _evaluation_examples(args: argparse.Namespace) -> list["Example"]:
     mapping = column_mapping(args)
     examples: list[Example] = []
     if args.data is not None:
-        data = read_examples(args.data, mapping, skip_bad_rows=args.skip_bad_rows)
-        _report_skipped(data)
-        examples += data.examples
+        examples += read_checked(args.data, mapping, skip_bad_rows=args.skip_bad_rows).examples
     if args.feedback_db is not None:
         _train, holdout = split_corrections(unique_corrections(FeedbackStore.open(args.feedback_db).corrections()),
                                             args.holdout_fraction)
-        examples += correction_examples(holdout, [(h.name, h.kind) for h in mapping.heads])
+        examples += correction_examples(holdout, mapping.heads)
     return examples
 
 
-def correction_examples(corrections: Sequence["Correction"], heads: Sequence[tuple[str, str]]) -> list["Example"]:
+def correction_examples(corrections: Sequence["Correction"], heads: Sequence["HeadColumn"]) -> list["Example"]:
     """Corrections as evaluation rows; a head a correction leaves out is unknown there."""
-    from earshot.model import SINGLE
     from earshot.training.data import Example
+
+    from .corrections import label_list
 
     rows = []
     for number, correction in enumerate(corrections):
-        labels: dict[str, Any] = {}
-        for name, kind in heads:
-            value = correction.labels.get(name)
-            labels[name] = value if kind == SINGLE or value is None else tuple(value)
+        labels: dict[str, Any] = {
+            head.name: head.behaviour.label_value(label_list(correction.labels[head.name]))
+            if head.name in correction.labels else None for head in heads}
         rows.append(Example(text=correction.text, labels=labels, row=-(number + 1)))
     return rows
 
@@ -227,7 +232,7 @@ def _load_pair(args: argparse.Namespace, candidate: str, against: str | None
 
 
 def run_comparison(args: argparse.Namespace, candidate: str, against: str | None) -> dict[str, Any]:
-    from earshot.cli import column_mapping
+    from earshot.flags import column_mapping
 
     from .compare import compare_models
 
@@ -254,13 +259,15 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _promote(args: argparse.Namespace) -> None:
+    from earshot.model.modeling import is_model_folder
+
     from .compare import render, worst_headline_delta
     from .registry import Registry, RegistryError
 
     if args.registry is None:
         raise RegistryError("promote needs --registry DIR")
     registry = Registry(args.registry)
-    candidate = registry.add(args.candidate) if (Path(args.candidate) / "config.json").is_file() else args.candidate
+    candidate = registry.add(args.candidate) if is_model_folder(args.candidate) else args.candidate
     registry.path(candidate)
     current = registry.current()
     note: dict[str, Any] = {}

@@ -1,13 +1,14 @@
 """``earshot compare``: two models on the same labelled rows, with bootstrap confidence intervals.
 
-Each head gets its headline metric (single: accuracy; multi: micro-F1) and macro-F1, each label its
-F1, for both models, and the candidate-minus-current delta with a paired bootstrap interval: the
+Each head gets its kind's headline metric (``HeadKind.headline``: macro-F1 for single heads, micro-F1
+for multi heads, the metric training stops early on) with accuracy and macro-F1 beside it, each label
+its F1, for both models, and the candidate-minus-current delta with a paired bootstrap interval: the
 same resampled rows score both models, so the interval reflects the difference, not each model's
 own spread.
 
 Example:
     >>> report = compare_models(candidate, current, data.examples, heads=["intent"])
-    >>> report["heads"]["intent"]["accuracy"]["delta"]
+    >>> report["heads"]["intent"]["macro_f1"]["delta"]
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from earshot.model import SINGLE, EarshotModel
+from earshot.model import EarshotModel
+from earshot.model.heads import head_kind
 from earshot.training.data import Example
 
-HEADLINE = {"single": "accuracy", "multi": "micro_f1"}
+METRICS = ("accuracy", "macro_f1", "micro_f1")  # reported for every head; the headline is the kind's
 
 
 def compare_models(candidate: EarshotModel, current: EarshotModel, examples: Sequence[Example],
@@ -34,11 +36,12 @@ def compare_models(candidate: EarshotModel, current: EarshotModel, examples: Seq
     report: dict[str, Any] = {"candidate": candidate.version, "current": current.version, "rows": len(examples),
                               "resamples": resamples, "confidence": confidence, "heads": {}}
     for name in heads:
-        kinds = {m.config.head(name).kind for m in (candidate, current)}
-        if len(kinds) != 1:
-            raise ValueError(f"head {name!r} is single in one model and multi in the other; they cannot be compared")
-        kind = kinds.pop()
-        rows = [i for i, e in enumerate(examples) if _known(e.labels.get(name), kind)]
+        kinds = [m.config.head(name).kind for m in (candidate, current)]
+        if kinds[0] != kinds[1]:
+            raise ValueError(f"head {name!r} is {kinds[0]} in the candidate and {kinds[1]} in the current model; "
+                             "they cannot be compared")
+        kind = kinds[0]
+        rows = [i for i, e in enumerate(examples) if head_kind(kind).known(e.labels.get(name))]
         if not rows:
             continue
         labels = sorted({*candidate.config.head(name).labels, *current.config.head(name).labels,
@@ -55,7 +58,7 @@ def compare_models(candidate: EarshotModel, current: EarshotModel, examples: Seq
 
 def worst_headline_delta(report: dict[str, Any]) -> tuple[str, float]:
     """The head whose headline metric dropped most (or rose least), and by how much."""
-    deltas = [(name, head[HEADLINE[head["kind"]]]["delta"]) for name, head in report["heads"].items()]
+    deltas = [(name, head[_headline(head)]["delta"]) for name, head in report["heads"].items()]
     if not deltas:
         raise ValueError("the comparison has no head with labelled rows")
     return min(deltas, key=lambda pair: pair[1])
@@ -67,7 +70,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"candidate {report['candidate']} against current {report['current']} on {report['rows']} rows "
              f"({level}% bootstrap intervals, {report['resamples']} resamples)", ""]
     for name, head in report["heads"].items():
-        for metric in (HEADLINE[head["kind"]], "macro_f1"):
+        headline = _headline(head)
+        for metric in (headline, *(m for m in METRICS if m != headline)):
             m = head[metric]
             lines.append(f"{name} {metric}: {m['current']:.4f} -> {m['candidate']:.4f}  "
                          f"delta {m['delta']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}]")
@@ -79,8 +83,9 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _known(value: Any, kind: str) -> bool:
-    return value is not None if kind == SINGLE else isinstance(value, tuple)
+def _headline(head: dict[str, Any]) -> str:
+    """A reported head's headline metric (a report written before it was recorded: its kind's)."""
+    return head.get("headline") or head_kind(head["kind"]).headline
 
 
 def _as_set(value: Any) -> set[str]:
@@ -111,18 +116,16 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
 
 
-def _metrics(kind: str, tp_rows: np.ndarray, fp_rows: np.ndarray, fn_rows: np.ndarray, weights: np.ndarray,
+def _metrics(tp_rows: np.ndarray, fp_rows: np.ndarray, fn_rows: np.ndarray, weights: np.ndarray,
              supported: np.ndarray) -> dict[str, np.ndarray]:
-    """Each metric for every resample (index 0: the data as it is)."""
+    """Each metric for every resample (index 0: the data as it is). Accuracy is the share of rows
+    answered exactly (every gold label given, nothing else): for a single head, the usual accuracy."""
     tp, fp, fn = weights @ tp_rows, weights @ fp_rows, weights @ fn_rows  # (resamples + 1, labels)
     per_label = _f1(tp, fp, fn)
-    values = {"macro_f1": per_label[:, supported].mean(axis=1), "per_label": per_label}
-    if kind == SINGLE:
-        # One gold label and one answer per row: a row is right when its true positive count is 1.
-        values["accuracy"] = (weights @ tp_rows.sum(axis=1)) / weights.sum(axis=1)
-    else:
-        values["micro_f1"] = _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
-    return values
+    exact = ((fp_rows + fn_rows).sum(axis=1) == 0).astype(float)
+    return {"macro_f1": per_label[:, supported].mean(axis=1), "per_label": per_label,
+            "accuracy": (weights @ exact) / weights.sum(axis=1),
+            "micro_f1": _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))}
 
 
 def _interval(candidate: np.ndarray, current: np.ndarray, confidence: float) -> dict[str, float]:
@@ -135,9 +138,9 @@ def _interval(candidate: np.ndarray, current: np.ndarray, confidence: float) -> 
 def _head_report(kind: str, labels: list[str], gold: np.ndarray, counts: dict[str, tuple], weights: np.ndarray,
                  confidence: float) -> dict[str, Any]:
     supported = gold.sum(axis=0) > 0
-    values = {which: _metrics(kind, *rows, weights, supported) for which, rows in counts.items()}
-    report: dict[str, Any] = {"kind": kind, "rows": int(gold.shape[0])}
-    for metric in (HEADLINE[kind], "macro_f1"):
+    values = {which: _metrics(*rows, weights, supported) for which, rows in counts.items()}
+    report: dict[str, Any] = {"kind": kind, "headline": head_kind(kind).headline, "rows": int(gold.shape[0])}
+    for metric in METRICS:
         report[metric] = _interval(values["candidate"][metric], values["current"][metric], confidence)
     report["labels"] = {
         label: {**_interval(values["candidate"]["per_label"][:, j], values["current"]["per_label"][:, j], confidence),

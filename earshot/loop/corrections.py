@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from earshot.model import SINGLE, Head
+from earshot.model import Head
 from earshot.training.data import Example
 
 from .store import Correction, Labels, text_hash
@@ -30,23 +30,14 @@ def check_labels(labels: dict[str, Any], heads: Sequence[Head], *, allow_new_lab
         head = by_name.get(name)
         if head is None:
             raise ValueError(f"{where}: unknown head {name!r}; the model's heads are {sorted(by_name)}")
-        if head.kind == SINGLE:
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{where}: head {name!r} is single: give one label or null, not {value!r}")
-            values = [] if value is None else [value]
-        else:
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{where}: head {name!r} is multi: give a list of labels, not {value!r}")
-            values = value
+        stored, values = head.behaviour.check_correction(head, value, where)
         for label in values:
             if not label.strip():
                 raise ValueError(f"{where}: head {name!r}: empty label")
             if label not in head.labels and not allow_new_labels:
                 raise ValueError(f"{where}: unknown label {label!r} for head {name!r} (known: {head.labels}); "
                                  "send allow_new_labels: true to add it to the taxonomy")
-        checked[name] = value if head.kind == SINGLE else sorted(set(values))
+        checked[name] = stored
     return checked
 
 
@@ -68,12 +59,12 @@ def merge_corrections(examples: Sequence[Example], corrections: Sequence[Correct
         key = text_hash(correction.text)
         base = by_text.get(key)
         labels = dict(base.labels) if base is not None else {
-            head.name: (None if head.kind == SINGLE else ()) for head in heads}
+            head.name: head.behaviour.label_value([]) for head in heads}
         for head in heads:
             if head.name not in correction.labels:
                 continue
             value = correction.labels[head.name]
-            labels[head.name] = value if head.kind == SINGLE else tuple(value or ())
+            labels[head.name] = head.behaviour.label_value(label_list(value))
             for label in ([value] if isinstance(value, str) else value or []):
                 if label not in labels_seen[head.name]:
                     labels_seen[head.name].append(label)
@@ -83,6 +74,11 @@ def merge_corrections(examples: Sequence[Example], corrections: Sequence[Correct
                                row=base.row if base is not None else -(number + 1))
     grown = [Head(head.name, head.kind, labels_seen[head.name]) for head in heads]
     return list(by_text.values()), grown, changed
+
+
+def label_list(value: str | list[str] | None) -> list[str]:
+    """A stored correction's value (a label, a list of labels, or null) as a list of labels."""
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def split_corrections(corrections: Sequence[Correction], holdout_fraction: float

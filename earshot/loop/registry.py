@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from earshot.files import atomic_folder, write_text_atomic
-from earshot.model.modeling import version_id
+from earshot.model.modeling import is_model_folder, version_id
 
 
 class RegistryError(ValueError):
@@ -41,8 +41,8 @@ class Registry:
     def add(self, model_dir: str | Path) -> str:
         """Copy a model folder in under its version id (unchanged when already there); returns the id."""
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise RegistryError(f"{model_dir} is not a model folder: it has no config.json")
+        if not is_model_folder(model_dir):
+            raise RegistryError(f"{model_dir} is not a model folder: it has no config.json with an earshot section")
         version = version_id(model_dir)
         target = self.versions_dir / version
         if not target.is_dir():
