@@ -107,9 +107,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     from earshot.distill_command import add_command as add_distill
+    from earshot.general_command import add_command as add_general
     from earshot.loop.commands import add_commands
 
     add_distill(commands)
+    add_general(commands)
     add_commands(commands)
     return parser
 
