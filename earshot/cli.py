@@ -51,7 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--ray-address", default=None, help="an existing Ray cluster, e.g. ray://head:10001 or auto")
     score.add_argument("--ray-actors", type=int, default=None, help="model replicas (default: CPUs / 2)")
     score.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run with the same input, model and chunk size")
+                       help="continue an interrupted run with the same input, model and backend (the chunk size "
+                            "may differ)")
     score.add_argument("--no-progress", action="store_true")
     score.set_defaults(handler=_score)
     split = commands.add_parser("split", help="hold out a stratified, seeded test set from a labelled file")

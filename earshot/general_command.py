@@ -56,7 +56,7 @@ def caps_from(specs: list[str]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from earshot.files import atomic_path
+    from earshot.files import atomic_path, write_text_atomic
     from earshot.tables import table_format, write_part
     from earshot.training.general_data import (build_general_rows, cap_per_label, held_out, label_counts,
                                                read_written, with_licences)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
             write_part(frame.reset_index(drop=True), tmp, table_format(path))
     counts = label_counts(train)
     summary = args.train_output.with_suffix(".labels.json")
-    summary.write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(summary, json.dumps(counts, indent=2) + "\n")
     by_source = train["source"].value_counts().to_dict()
     logger.info("%d training rows (%s) to %s; %d test rows to %s; label counts in %s", len(train),
                 ", ".join(f"{source} {n}" for source, n in by_source.items()), args.train_output,

@@ -162,9 +162,11 @@ def _chunks_after(input_path: Path, chunk_size: int, skip: int) -> Iterator[pd.D
 
 
 def _manifest(model: EarshotModel, input_path: Path, text_column: str, out_format: str) -> dict:
+    """What a resumed run must share with the interrupted one: the input, the model and how it runs
+    (another backend, or compiling, moves scores by rounding)."""
     stat = input_path.stat()
     return {"input": str(input_path.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-            "text_column": text_column, "format": out_format, "model": model.version}
+            "text_column": text_column, "format": out_format, "model": model.version, "backend": model.backend}
 
 
 def _prepare_work_dir(work: Path, manifest: dict, resume: bool) -> list[tuple[int, int]]:

@@ -1,4 +1,5 @@
-"""Earshot's model: one encoder and any number of heads (``single`` or ``multi`` label), one forward pass."""
+"""Earshot's model: one encoder and any number of heads (``single``, ``multi`` or a registered kind), one
+forward pass."""
 
 from .base import DEFAULT_BASE_MODEL, DEFAULT_MODEL_DIR, resolve_base_model
 from .config import EarshotConfig

@@ -4,8 +4,8 @@ Used for encoders that ``model.packing`` does not pack (BERT and MPNet are packe
 
 A forward pass pads every text to the longest one in it, so a batch of random tweets spends a
 third or more of its work on padding. Smaller passes of similar lengths waste less but each pass
-has a fixed cost. On this project's 2-core CPU that cost was worth about 40 to 80 tokens of work
-(measured on random airline tweets: docs/experiments.md, "Figures behind the code"); 64 sits between.
+has a fixed cost, worth some tokens of work on the CPU (measured on random airline tweets:
+docs/experiments.md, "Figures behind the code"), which ``PASS_COST_TOKENS`` holds.
 """
 
 from __future__ import annotations

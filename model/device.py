@@ -38,8 +38,8 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 def bf16_matrix_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX: the ``amx_bf16`` flag).
 
-    There torch runs the model in bfloat16 about twice as fast as in fp32, faster than int8 ONNX
-    (docs/experiments.md); without AMX, int8 ONNX stays the choice. Linux only (other systems: False).
+    There torch runs the model in bfloat16 faster than in fp32 and than int8 ONNX (docs/experiments.md);
+    without AMX, int8 ONNX stays the choice. Linux only (other systems: False).
     """
     path = Path(cpuinfo)
     if not path.is_file():

@@ -39,7 +39,7 @@ RESERVED = frozenset({"embedding", "error", "model_version", "truncated", "id", 
 PLUGINS_ENV = "EARSHOT_PLUGINS"
 PLUGIN_GROUP = "earshot.plugins"
 
-LabelValue = "str | tuple[str, ...] | None"  # an example's labels of one head (see training.data.Example)
+LabelValue = Any  # an example's labels of one head: a label, a tuple of labels or None (training.data.Example)
 Chosen = list[tuple[str, float]]  # the labels a head gives one text, with their scores, best first
 
 
@@ -64,7 +64,7 @@ class HeadKind:
     # ---------------------------------------------------------------------------- configuration
     def check(self, head: "Head") -> None:
         """A ValueError when ``head``'s labels or thresholds do not suit this kind."""
-        if head.thresholds:
+        if head.thresholds and not self.thresholded:
             raise ValueError(f"head {head.name!r} ({self.name}) has no thresholds")
 
     def describe(self, head: "Head") -> str:

@@ -7,8 +7,8 @@ scale (its largest absolute value / 127) and every weight column its own; the in
 exact, so the result for a token does not depend on any other row of the pass. The fp32 attention
 between the projections does, by its last bit, on where a text sits in a packed row, and a rounding to
 int8 can turn that bit into a visible change: the ONNX runners put every text at an aligned cell
-(``model.packing.aligned``), which makes it exact. As accurate as fp32, at a few per cent below
-per-pass int8's speed (docs/experiments.md, "Figures behind the code").
+(``model.packing.aligned``), which removes that. As accurate as fp32, a little slower than per-pass
+int8 (docs/experiments.md, "Figures behind the code").
 
 Example:
     >>> quantise_per_token(Path("raw.onnx"), Path("model-int8.onnx"))  # doctest: +SKIP

@@ -10,9 +10,9 @@ The ONNX runners lay each pass out again with every text at a multiple of ``ALIG
 (``aligned``): ONNX Runtime sums a softmax row in vector lanes, so a text's sums, and through int8
 rounding its scores, changed with where its neighbours put it. torch's runners keep the dense layout.
 
-Packing made both torch and int8 ONNX faster on random airline tweets; for torch, rows of 64 tokens
-beat 128 and 256 (attention over a row is computed whole, masked or not), for int8 32 to 96 tokens
-were alike (docs/experiments.md, "Figures behind the code").
+Packing made both torch and int8 ONNX faster on random airline tweets, and for torch ``ROW_TOKENS``
+beat longer rows, since attention over a row is computed whole, masked or not (docs/experiments.md,
+"Figures behind the code").
 
 Example:
     >>> batch = pack([[101, 7, 102], [101, 8, 9, 102]], pad_id=0, position_offset=0, pooling="mean")

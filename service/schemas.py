@@ -38,7 +38,7 @@ class HeadAnswer(BaseModel):
     """One head's answer: ``single`` heads give their one best label, ``multi`` heads every label at
     or over its threshold, best first (possibly none); ``scores`` has every label."""
 
-    kind: str = Field(description="single (one label per text) or multi (any number)")
+    kind: str = Field(description="single (one label per text), multi (any number) or a kind a plugin registers")
     labels: list[LabelScore]
     scores: dict[str, float]
 

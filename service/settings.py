@@ -83,8 +83,8 @@ class Settings:
     gpu: bool
     api_key: str | None
     log_texts: bool
-    # OpenTelemetry's middleware cost a quarter of the server's CPU per single-text request even with no
-    # span sampled (benchmarks/request_cpu.py, docs/experiments.md); it is skipped unless asked for.
+    # OpenTelemetry's middleware cost much of the server's CPU per single-text request even with no span
+    # sampled (benchmarks/request_cpu.py, docs/experiments.md); it is skipped unless asked for.
     tracing: bool = False
     registry: str | None = None
     reload_seconds: int = 2

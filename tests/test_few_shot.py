@@ -128,3 +128,27 @@ def test_epochs_are_sized_by_steps(rows: int, few_shot: bool, epochs: int) -> No
 def test_bad_few_shot_settings_are_named(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainingConfig(output_dir="m", **fields)
+
+
+def test_a_taxonomy_without_rows_answers_with_the_nearest_description(tiny_base: Path, tmp_path: Path) -> None:
+    from earshot.model import Head
+    from earshot.training.data import Example
+    from earshot.training.few_shot import prototype_heads
+
+    descriptions = {"late": "my flight was delayed for hours", "rude": "staff shouted at my kids at the gate",
+                    "bag": "my bag never arrived in denver"}
+    torch.manual_seed(0)
+    model = EarshotModel.from_base(str(tiny_base), [Head("issue", "single", list(descriptions)),
+                                                     Head("tags", "multi", list(descriptions))], max_length=32)
+    examples = [Example(text, {"issue": label, "tags": (label,)}, row=0) for label, text in descriptions.items()]
+    trainer = Trainer(model, examples, [], TrainingConfig(output_dir=str(tmp_path / "m"), progress=False))
+    assert trainer.recipe() == "names"  # every row is a description: no data rows
+    prototype_heads(model, examples)
+    texts = list(descriptions.values())
+    vectors = model.embed(texts)
+    cosine = F.normalize(torch.from_numpy(vectors), dim=1)
+    nearest = (cosine @ cosine.T).argmax(dim=1).tolist()
+    answers = model.predict(texts)
+    assert [a["issue"].label for a in answers] == [list(descriptions)[i] for i in nearest] == list(descriptions)
+    # a description is its own multi-head label, the surest one
+    assert [a["tags"].labels[0].label for a in answers] == list(descriptions)

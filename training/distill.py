@@ -251,9 +251,9 @@ class DistillationTrainer(Trainer):
     def __init__(self, model: EarshotModel, teacher: EarshotModel | Sequence[EarshotModel], train: Sequence[Example],
                  validation: Sequence[Example], config: TrainingConfig,
                  distillation: DistillationConfig | None = None) -> None:
-        if config.recipe == "few-shot":
-            raise ValueError("distillation trains on the teacher's answers for every row; --recipe few-shot does "
-                             "not apply (leave it at auto or fine-tune)")
+        if config.recipe not in ("auto", "fine-tune"):
+            raise ValueError(f"distillation trains on the teacher's answers for every row; --recipe {config.recipe} "
+                             "does not apply (leave it at auto or fine-tune)")
         self.teachers = [teacher] if isinstance(teacher, EarshotModel) else list(teacher)
         if not self.teachers:
             raise ValueError("distillation needs a teacher")

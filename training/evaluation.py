@@ -96,6 +96,10 @@ def _distillation_lines(teacher: dict[str, Any] | None) -> list[str]:
             + (f", {unlabelled} unlabelled rows" if unlabelled else "") + "."]
 
 
+def _licence_note(provenance: dict[str, Any]) -> str:
+    return "per source, below" if provenance.get("sources") else "not stated"
+
+
 def _source_lines(sources: dict[str, Any] | None, config: Any) -> list[str]:
     """The card's table of sources (``--source-column``): licence and training rows per label of each."""
     if not sources:
@@ -130,7 +134,7 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         "",
         "## Training data",
         f"- File: `{provenance.get('data_file', '?')}` (sha256 `{provenance.get('data_sha256', '?')}`).",
-        f"- Licence: {provenance.get('data_licence') or 'not stated'}.",
+        f"- Licence: {provenance.get('data_licence') or _licence_note(provenance)}.",
         f"- Columns: text `{columns.get('text')}`; "
         + ", ".join(f"{head} `{column}`" for head, column in head_columns.items())
         + f"; values meaning no label: {columns.get('none_labels') or 'none'}.",

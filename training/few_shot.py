@@ -186,11 +186,11 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
     """Set every head so that each label's logit follows the cosine similarity of a text with the mean
     vector of that label's examples (a taxonomy's descriptions): the nearest description wins.
 
-    Logits are ``scale * (cos - c)``, with ``c`` the head's mean cosine between the vectors of two different
-    labels (how alike unrelated labels look), so a multi head's label is over 0.5 when a text is nearer
-    its description than unrelated descriptions are to each other. A label without examples gets a
-    zero row and the lowest logit. The pooled vectors are not unit length, so the rows are divided by
-    their mean length.
+    Logits are ``scale * (cos - c)``, with ``c`` the head's mean, over its labels, of a label's cosine with
+    the nearest other label's description: a multi head's label is over 0.5 when a text is about as near
+    its description as the nearest two descriptions are to each other. One ``c`` for every label of a
+    head, so a softmax is unmoved by it. A label without examples gets a zero row and the lowest logit. The pooled vectors are not unit length, so the rows are divided by their mean
+    length.
 
     Example:
         >>> prototype_heads(model, taxonomy.examples())
@@ -206,13 +206,14 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
                 centre = vectors[members].mean(dim=0)
                 centres[label] = centre / centre.norm()
         present = centres.norm(dim=1) > 0
-        alike = centres[present] @ centres[present].T
-        pairs = int(present.sum()) * (int(present.sum()) - 1)
-        unrelated = float((alike.sum() - alike.diagonal().sum()) / pairs) if pairs else 0.0
+        alike = (centres @ centres.T).masked_fill(~present[None, :], -1.0)
+        alike.fill_diagonal_(-1.0)
+        nearest_other = alike.max(dim=1).values[present]
+        shift = float(nearest_other.clamp(min=0.0).mean()) if len(nearest_other) > 1 else 0.0
         layer: nn.Linear = model.heads[head.name]
         with torch.no_grad():
             layer.weight.copy_((scale * centres / length).to(layer.weight))
-            layer.bias.copy_(torch.where(present, -scale * unrelated, -scale).to(layer.bias))
+            layer.bias.copy_(torch.where(present, -scale * shift, -scale).to(layer.bias))
 
 
 def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c: float,

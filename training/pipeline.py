@@ -152,19 +152,21 @@ def source_counts(sources: DataSources, train: Sequence[Example], heads: Sequenc
     if missing:
         raise DataError(f"{sources.data}: no column(s) {missing} (--source-column, --licence-column); found "
                         f"{[str(c) for c in table.columns]}")
-    names = table[sources.source_column].astype(str).tolist()
-    licences = table[sources.licence_column].astype(str).tolist() if sources.licence_column else None
+    names = table[sources.source_column].fillna("").astype(str).tolist()
+    licences = table[sources.licence_column].fillna("").astype(str).tolist() if sources.licence_column else None
     found: dict[str, Any] = {}
     for example in train:
-        name = names[example.row - 1]
-        entry = found.setdefault(name, {"licence": licences[example.row - 1] if licences else "", "rows": 0,
-                                        "labels": {head.name: {} for head in heads}})
+        name = names[example.row - 1] or "(not stated)"
+        entry = found.setdefault(name, {"licences": set(), "rows": 0, "labels": {head.name: {} for head in heads}})
+        if licences and licences[example.row - 1]:
+            entry["licences"].add(licences[example.row - 1])
         entry["rows"] += 1
         for head in heads:
             value = example.labels.get(head.name)
             for label in ((value,) if isinstance(value, str) else value or ()):
                 entry["labels"][head.name][label] = entry["labels"][head.name].get(label, 0) + 1
-    return dict(sorted(found.items()))
+    return {name: {"licence": "; ".join(sorted(entry.pop("licences"))), **entry}
+            for name, entry in sorted(found.items())}
 
 
 def exclude_rows(data: LoadedData, listing: Path) -> LoadedData:
