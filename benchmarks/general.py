@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from earshot.model import EarshotModel, Head  # noqa: E402
 from earshot.model.heads import read_label_list  # noqa: E402
+from earshot.model.modeling import is_model_folder  # noqa: E402
 from earshot.training.general_data import general_labels  # noqa: E402
 from earshot.training.metrics import multi_label_metrics, single_label_metrics, tune_thresholds  # noqa: E402
 
@@ -194,7 +195,7 @@ def leave_one_out(train: pd.DataFrame, test: pd.DataFrame, heads: list[Head],
             baseline = Tfidf(train[train.source != source], heads)
             results["TF-IDF"] = score_table(rows, heads, baseline.predict(rows.text.tolist()), baseline.thresholds)
         folder = args.loso_models / source if args.loso_models else None
-        if folder is not None and (folder / "config.json").is_file():
+        if folder is not None and is_model_folder(folder):
             model = EarshotModel.from_pretrained(folder, device="cpu", backend=args.backend)
             results["earshot"] = score_table(rows, heads, earshot_scores(model, rows.text.tolist()),
                                              model_thresholds(model))

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from earshot.model import EarshotModel, Head  # noqa: E402
+from earshot.training.audit import embed_texts  # noqa: E402
 from earshot.training import TrainingConfig  # noqa: E402
 from earshot.training.general_data import read_mapping  # noqa: E402
 from earshot.training.pipeline import DataSources, fit, load_training_set  # noqa: E402
@@ -45,11 +45,8 @@ def held_out_rows(test: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def cosine_top1(base: str, labels: list[str], descriptions: list[str], rows: pd.DataFrame) -> float:
     """Top-1 of the nearest description by cosine similarity of the base encoder's pooled vectors."""
-    encoder = EarshotModel.from_base(base, [Head("unused", "multi", ["unused"])]).to_device("cpu")
-    texts = encoder.embed(rows.text.tolist())
-    anchors = encoder.embed(descriptions)
-    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+    vectors = embed_texts(base, [*rows.text, *descriptions])  # unit length
+    texts, anchors = vectors[: len(rows)], vectors[len(rows):]
     chosen = (texts @ anchors.T).argmax(axis=1)
     return float(np.mean([labels[i] == gold for i, gold in zip(chosen, rows.source_labels)]))
 

@@ -21,6 +21,8 @@ from earshot.model import EarshotModel
 from earshot.model.heads import head_kind
 from earshot.training.data import Example
 
+from .corrections import label_list
+
 METRICS = ("accuracy", "macro_f1", "micro_f1")  # reported for every head; the headline is the kind's
 
 
@@ -89,7 +91,7 @@ def _headline(head: dict[str, Any]) -> str:
 
 
 def _as_set(value: Any) -> set[str]:
-    return {value} if isinstance(value, str) else set(value or ())
+    return set(label_list(value))
 
 
 def _indicator(sets: Sequence[set[str]], labels: Sequence[str]) -> np.ndarray:
