@@ -132,7 +132,20 @@ def airline_rows(path: Path) -> pd.DataFrame:
         raise SystemExit(f"{AIRLINE_REASONS}: no row for the reasons {unknown}")
     return pd.DataFrame({"text": frame.text, "sentiment": frame.airline_sentiment,
                          "pain_points": [mapped.get(reason, "") for reason in frame.negativereason],
-                         "praise_points": "", "source": "airline"})
+                         "praise_points": "", "source": "airline", "reason": frame.negativereason})
+
+
+def airline_confusion(model: EarshotModel, rows: pd.DataFrame) -> str:
+    """Where the model's answers on the airline tweets go: sentiment (labelled against answered) and, for
+    each airline reason, the top pain point of the negative tweets that carry it."""
+    scores = earshot_scores(model, rows.text.tolist())
+    heads = {head.name: head for head in model.config.heads}
+    sentiment = np.array(heads["sentiment"].labels)[scores["sentiment"].argmax(1)]
+    top_pain = np.array(heads["pain_points"].labels)[scores["pain_points"].argmax(1)]
+    negative = (rows.reason != "").to_numpy()
+    return (pd.crosstab(rows.sentiment.to_numpy(), sentiment, rownames=["labelled"], colnames=["answered"]).to_string()
+            + "\n\n" + pd.crosstab(rows.reason.to_numpy()[negative], top_pain[negative], rownames=["reason"],
+                                     colnames=["top pain point"]).T.to_string())
 
 
 def line(name: str, results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -154,6 +167,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="the general earshot model")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--airline", type=Path, help="the airline tweets (evaluation only: never trained on)")
+    parser.add_argument("--airline-confusion", action="store_true",
+                        help="with --airline and --model: where the model's sentiment and top pain point go")
     parser.add_argument("--loso", action="store_true", help="leave-one-source-out transfer for TF-IDF")
     parser.add_argument("--loso-models", type=Path, help="folder with one earshot model per left-out source, named "
                                                          "after it (trained on the train table without it)")
@@ -179,6 +194,8 @@ def main() -> None:
                    for name, (predict, thresholds) in systems.items()}
         report[source] = results
         print(line(f"{source} ({len(rows)} rows)", results), flush=True)
+    if args.airline_confusion and args.airline and args.model:
+        print(airline_confusion(model, evaluated["airline (never trained on)"]))
     if args.loso or args.loso_models:
         report["leave one source out"] = leave_one_out(train, test, heads, args)
     if args.json:

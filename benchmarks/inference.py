@@ -20,6 +20,7 @@ against that (target for the fast tier: >= 2.5x), and its quality beside the mai
 within 1.0 point).
 
     python benchmarks/inference.py --texts 2000 --quality-data /tmp/airline/validation.csv [--fast runs/fast/student-3 ...]
+    python benchmarks/inference.py --backends torch onnx-int8 --against OLD_MODEL   # a new model against an old one
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quality-data", type=Path, default=None, help="labelled airline file for quality")
     parser.add_argument("--fast", type=Path, nargs="+", default=[], help="smaller models to set beside --model")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another model of the same size: each of its backends takes turns with --model's, "
+                             "and each speed is given as a ratio to the other model's on the same backend")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
                         help="the main model's backends to time (fp32 torch, the baseline, always)")
     args = parser.parse_args()
@@ -160,6 +164,24 @@ def main() -> None:
                   f"pain-point micro-F1 {q['pain_point_micro_f1']:.4f}")
     for folder in args.fast:
         report_fast(args, folder, texts, models["torch"])
+    if args.against:
+        report_against(args, backends, texts, models)
+
+
+def report_against(args: argparse.Namespace, backends: list[str], texts: list[str],
+                   models: dict[str, EarshotModel]) -> None:
+    """--model's speed on each backend against --against's on the same backend, the two taking turns in every
+    round, so that the machine's drift falls on both alike (the check that a new model keeps an old one's speed)."""
+    others = load_backends(args.against, backends)
+    runs = {}
+    for backend in backends:
+        runs[f"model {backend}"] = lambda t, m=models[backend]: m.predict_proba(t, batch_size=args.batch_size)
+        runs[f"against {backend}"] = lambda t, m=others[backend]: m.predict_proba(t, batch_size=args.batch_size)
+    rounds = taking_turns(runs, texts, args.repeats)
+    for backend in backends:
+        print(f"{backend:>13}: {args.model} {statistics.median(rounds[f'model {backend}']):.1f} texts/s, "
+              f"{args.against} {statistics.median(rounds[f'against {backend}']):.1f}; ratio "
+              f"x{ratio(rounds, f'model {backend}', f'against {backend}'):.3f} (median of {args.repeats} rounds)")
 
 
 def report_fast(args: argparse.Namespace, folder: Path, texts: list[str], main_model: EarshotModel) -> None:

@@ -20,7 +20,7 @@ logger = logging.getLogger("earshot")
 
 # Rows kept per source label: the large sources (GoEmotions, CLINC150's 150 intents, Banking77, the
 # clothing reviews) would otherwise drown the small ones and the written examples.
-DEFAULT_CAPS = {"banking77": 50, "bitext": 40, "clinc150": 8, "dstc11": 40, "goemotions": 500, "hint3": 30, "nlupp": 40,
+DEFAULT_CAPS = {"banking77": 50, "bitext": 40, "clinc150": 8, "dstc11": 40, "goemotions": 1000, "hint3": 30, "nlupp": 40,
                 "womens_reviews": 900}
 
 

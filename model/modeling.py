@@ -3,8 +3,8 @@
 Example:
     >>> from earshot.model import EarshotModel
     >>> model = EarshotModel.from_pretrained()          # the shipped default model
-    >>> model.predict(["My bag never arrived"])[0]["pain_points"].label
-    'Lost Luggage'
+    >>> model.predict(["The parcel arrived crushed and the vase inside was broken"])[0]["pain_points"].label
+    'Lost or damaged item'
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class EarshotModel(nn.Module, TextSide):
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None,
                         device: str | torch.device | None = None, backend: str = "torch",
                         compiled: bool = False) -> "EarshotModel":
-        """Load a trained model folder (default: the shipped airline model) with the runner for ``backend``.
+        """Load a trained model folder (default: the shipped general model) with the runner for ``backend``.
 
         Weights are read from safetensors only: a pickle file is never loaded, since unpickling
         a user-supplied file runs arbitrary code. ``backend`` "onnx" or "onnx-int8" runs the network

@@ -50,8 +50,8 @@ class Classification(BaseModel):
         "id": "ticket-4711", "model_version": "a46163c80ee472ab",
         "heads": {"sentiment": {"kind": "single", "labels": [{"label": "negative", "score": 0.97}],
                                 "scores": {"negative": 0.97, "neutral": 0.02, "positive": 0.01}},
-                  "pain_points": {"kind": "multi", "labels": [{"label": "Lost Luggage", "score": 0.93}],
-                                  "scores": {"Lost Luggage": 0.93, "Late Flight": 0.04}}},
+                  "pain_points": {"kind": "multi", "labels": [{"label": "Lost or damaged item", "score": 0.93}],
+                                  "scores": {"Lost or damaged item": 0.93, "Delays": 0.04}}},
         "truncated": False}})
 
     id: str | None
@@ -83,7 +83,7 @@ class CorrectionItem(BaseModel):
     """The right labels for one text, named by its ``id`` (as sent to /classify) or its ``text``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "id": "ticket-4711", "labels": {"sentiment": "negative", "pain_points": ["Late Flight"]}}})
+        "id": "ticket-4711", "labels": {"sentiment": "negative", "pain_points": ["Delays"]}}})
 
     id: str | None = Field(default=None, max_length=200, description="the id the text was classified with")
     text: str | None = Field(default=None, description="the text itself (needed when the id was never classified "

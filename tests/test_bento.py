@@ -134,9 +134,9 @@ def test_make_bento_then_the_bento_serves_int8_onnx_from_its_wheel(tmp_path: Pat
         info = httpx.get(f"http://127.0.0.1:{port}/model", timeout=10).json()
         assert info["backend"] == ("bf16" if bf16_matrix_units() else "onnx-int8")
         answer = httpx.post(f"http://127.0.0.1:{port}/classify", timeout=30,
-                            json={"items": [{"text": "@united you lost my luggage"}]})
+                            json={"items": [{"text": "@Parcelo you lost my parcel"}]})
         assert answer.status_code == 200
-        assert answer.json()[0]["heads"]["pain_points"]["labels"][0]["label"] == "Lost Luggage"
+        assert answer.json()[0]["heads"]["pain_points"]["labels"][0]["label"] == "Lost or damaged item"
         assert answer.json()[0]["model_version"] == info["version"]
     finally:
         stop(process)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from earshot.model import DEFAULT_MODEL_DIR, EarshotModel
+from earshot.training.taxonomy import read_taxonomy
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
 
 pytestmark = pytest.mark.integration
@@ -34,27 +36,34 @@ def test_fine_tune_minilm_one_epoch_and_round_trip(minilm_path: str, feedback_cs
 
 def test_default_model_loads_offline_and_is_right_on_clear_cases() -> None:
     model = EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
-    pain = model.config.head("pain_points").labels
-    assert len(pain) == 9 and "Can't Tell" not in pain
-    texts = ["@united you lost my luggage and nobody can tell me where it is",
-             "@SouthwestAir my flight is delayed 3 hours again",
-             "@JetBlue thank you, the crew was wonderful!",
-             "@AmericanAir my flight got cancelled and I cannot rebook online"]
+    taxonomy = read_taxonomy(DEFAULT_MODEL_DIR / "taxonomy.yaml")
+    for head in model.config.heads:  # the taxonomy shipped beside the model names every label of every head
+        assert head.labels == [label.name for label in taxonomy.head(head.name).labels], head.name
+    texts = ["The parcel arrived crushed and the vase inside was broken",
+             "@Railbright my train is delayed 3 hours again",
+             "I was charged twice for the same order, please fix this",
+             "Thank you, the staff were wonderful!",
+             "My flight got cancelled and I cannot rebook online",
+             "@Skyvia great, thanks!",  # sincere thanks, not the sarcasm below
+             "Thanks @Parcelo for losing my parcel, really appreciated"]
     predictions = model.predict(texts)
-    assert [p["sentiment"].label for p in predictions] == ["negative", "negative", "positive", "negative"]
-    assert predictions[0]["pain_points"].label == "Lost Luggage"
-    assert predictions[1]["pain_points"].label == "Late Flight"
-    assert predictions[2]["pain_points"].labels == []
-    scores = predictions[3]["pain_points"].scores
-    top = max(scores, key=scores.get)
-    assert top == "Cancelled Flight"
+    assert [p["sentiment"].label for p in predictions] == ["negative", "negative", "negative", "positive", "negative",
+                                                           "positive", "negative"]
+    assert predictions[6]["pain_points"].label == "Lost or damaged item"
+    assert predictions[0]["pain_points"].label == "Lost or damaged item"
+    assert predictions[1]["pain_points"].label == "Delays"
+    assert predictions[2]["pain_points"].label == "Billing and charges"
+    assert predictions[3]["pain_points"].labels == []
+    scores = predictions[4]["pain_points"].scores
+    assert max(scores, key=scores.get) == "Cancellation"
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
-    assert "CC BY-NC-SA 4.0" in card and "## Metrics" in card
+    assert "## Metrics" in card and "## Sources" in card
+    assert not re.search(r"\bNC\b|non-?commercial", card, re.IGNORECASE)  # any company may use the default
 
 
 def test_default_model_batches_and_single_calls_agree() -> None:
     model = EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
-    texts = ["@united bag lost", "@delta " + "very long complaint about the delay " * 40, "@jetblue thanks!"]
+    texts = ["parcel lost", "@shop " + "very long complaint about the delay " * 40, "@shop thanks!"]
     together = model.predict_proba(texts, batch_size=2)
     alone = [model.predict_proba([t]) for t in texts]
     for i, single in enumerate(alone):

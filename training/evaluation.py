@@ -170,7 +170,10 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         "than any single prediction.",
         "",
         "## Limits",
-        "- English only; trained on one domain: texts from other industries get this taxonomy's labels anyway.",
+        "- English only; " + (f"trained on the {len(provenance['sources'])} sources above: texts unlike all of them "
+                              "(another language, channel or industry) are read less well."
+                              if provenance.get("sources") else
+                              "trained on one data file: texts from other industries get this taxonomy's labels anyway."),
         "- Sarcasm, mixed feelings and texts longer than the token limit are often misread (long texts are cut; "
         "the API flags them as truncated).",
         "- Scores are model confidences, not calibrated probabilities: see the calibration error above.",
