@@ -135,10 +135,10 @@ def airline_rows(path: Path) -> pd.DataFrame:
                          "praise_points": "", "source": "airline", "reason": frame.negativereason})
 
 
-def airline_confusion(model: EarshotModel, rows: pd.DataFrame) -> str:
-    """Where the model's answers on the airline tweets go: sentiment (labelled against answered) and, for
-    each airline reason, the top pain point of the negative tweets that carry it."""
-    scores = earshot_scores(model, rows.text.tolist())
+def airline_confusion(model: EarshotModel, rows: pd.DataFrame, scores: dict[str, np.ndarray]) -> str:
+    """Where the model's answers (``scores``, from ``earshot_scores``) on the airline tweets go: sentiment
+    (labelled against answered) and, for each airline reason, the top pain point of the negative tweets
+    that carry it."""
     heads = {head.name: head for head in model.config.heads}
     sentiment = np.array(heads["sentiment"].labels)[scores["sentiment"].argmax(1)]
     top_pain = np.array(heads["pain_points"].labels)[scores["pain_points"].argmax(1)]
@@ -189,13 +189,16 @@ def main() -> None:
         baseline = Tfidf(train, heads)
         systems["TF-IDF"] = (baseline.predict, baseline.thresholds)
     report: dict[str, object] = {}
+    last_scores: dict[str, dict[str, np.ndarray]] = {}
     for source, rows in evaluated.items():
-        results = {name: score_table(rows, heads, predict(rows.text.tolist()), thresholds)
-                   for name, (predict, thresholds) in systems.items()}
+        last_scores = {name: predict(rows.text.tolist()) for name, (predict, _) in systems.items()}
+        results = {name: score_table(rows, heads, last_scores[name], thresholds)
+                   for name, (_, thresholds) in systems.items()}
         report[source] = results
         print(line(f"{source} ({len(rows)} rows)", results), flush=True)
     if args.airline_confusion and args.airline and args.model:
-        print(airline_confusion(model, evaluated["airline (never trained on)"]))
+        # the airline rows are scored last: their earshot scores are still at hand
+        print(airline_confusion(model, evaluated["airline (never trained on)"], last_scores["earshot"]))
     if args.loso or args.loso_models:
         report["leave one source out"] = leave_one_out(train, test, heads, args)
     if args.json:
