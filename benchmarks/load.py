@@ -9,9 +9,12 @@ With ``--scale`` (for a GPU server), also 256 clients Ã— 1 text and 32 clients Ã
 clients spread over ``--processes`` load processes. With ``--capture``, 1 and 2 on pairs of servers
 without and with a feedback store (review capture on, every answer kept by its id: the most the
 store is asked to write), in alternating order: the median of the pairs' throughput with capture
-over without (target >= 0.9).
+over without (target >= 0.9). With ``--routes FILE``, the same pairs with a feedback store on both
+sides and the routes file on one (its webhooks go to a receiver in this process: write the URL as
+RECEIVER in the file).
 
     python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch] [--capture]
+                              [--routes benchmarks/routes-load.yaml]
                               [--api-workers N]
 """
 
@@ -205,29 +208,54 @@ def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_cli
             "scale": scale}
 
 
-def capture_rounds(env: dict[str, str], texts: list[str], clients: int, per_client: int, rounds: int) -> list[dict]:
-    """Pairs of servers without and with a feedback store, the order alternating from pair to pair, so
-    that the machine's drift (large on a shared machine) falls on both sides."""
+def paired_rounds(env: dict[str, str], texts: list[str], clients: int, per_client: int, rounds: int,
+                  off: dict[str, str], on: dict[str, str]) -> list[dict]:
+    """Pairs of servers with the settings ``off`` and ``on`` (each with a fresh feedback store where it
+    names ``EARSHOT_FEEDBACK_DB=STORE``), the order alternating from pair to pair, so that the machine's
+    drift (large on a shared machine) falls on both sides."""
     pairs = []
     for number in range(rounds):
         pair: dict = {}
         for side in (("off", "on") if number % 2 == 0 else ("on", "off")):
             with tempfile.TemporaryDirectory() as folder:
                 store = Path(folder) / "feedback.db"
-                extra = {"EARSHOT_FEEDBACK_DB": str(store)} if side == "on" else {}
+                extra = {key: str(store) if value == "STORE" else value
+                         for key, value in (on if side == "on" else off).items()}
                 pair[side] = measure_earshot({**env, **extra}, texts, clients, per_client)
-                if side == "on":
-                    pair["stored"] = stored_counts(store)
+                if "EARSHOT_FEEDBACK_DB" in extra:
+                    pair[f"stored_{side}"] = stored_counts(store)
         pairs.append(pair)
     return pairs
 
 
+def routes_rounds(env: dict[str, str], texts: list[str], args: argparse.Namespace) -> list[dict]:
+    """``paired_rounds`` with a feedback store on both sides and the routes file on one, its webhook URL
+    (written RECEIVER in the file) pointing at a receiver in this process."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.receiver import Receiver
+
+    with Receiver() as receiver, tempfile.TemporaryDirectory() as folder:
+        routes = Path(folder) / "routes.yaml"
+        routes.write_text(args.routes.read_text().replace("RECEIVER", receiver.url))
+        pairs = paired_rounds(env, texts, args.clients, args.requests_per_client, args.capture_rounds,
+                              off={"EARSHOT_FEEDBACK_DB": "STORE"},
+                              on={"EARSHOT_FEEDBACK_DB": "STORE", "EARSHOT_ROUTES": str(routes)})
+        for pair in pairs:
+            pair["received"] = len(receiver.received)
+    return pairs
+
+
 def stored_counts(store: Path) -> dict[str, int]:
-    """What the capture wrote: items by review state (SQLite, read after the server stopped)."""
+    """What the server wrote: review items by state and deliveries by state (SQLite, read after it stopped)."""
     import sqlite3
 
     with sqlite3.connect(store) as connection:
-        return dict(connection.execute("SELECT state, COUNT(*) FROM earshot_items GROUP BY state").fetchall())
+        counts = dict(connection.execute("SELECT state, COUNT(*) FROM earshot_items GROUP BY state").fetchall())
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "earshot_deliveries" in tables:
+            counts.update({f"deliveries_{state}": count for state, count in connection.execute(
+                "SELECT state, COUNT(*) FROM earshot_deliveries GROUP BY state").fetchall()})
+    return counts
 
 
 def main() -> None:
@@ -243,7 +271,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="load processes for --scale")
     parser.add_argument("--capture", action="store_true",
                         help="also measure each backend with and without a feedback store (review capture on)")
-    parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture")
+    parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture and --routes")
+    parser.add_argument("--routes", type=Path, default=None,
+                        help="also measure each backend with a feedback store, without and with this routes file "
+                             "(its webhooks: a receiver in this process, at the URL RECEIVER)")
     parser.add_argument("--api-workers", type=int, default=0, metavar="N",
                         help="serve split: N API workers in front of the model worker (EARSHOT_API_WORKERS)")
     parser.add_argument("--compile", action="store_true", help="serve with --compile (EARSHOT_COMPILE=1)")
@@ -260,8 +291,11 @@ def main() -> None:
         results[backend] = measure_earshot({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
                                            args.requests_per_client, scale_processes=args.processes if args.scale else 0)
         if args.capture:
-            results[f"{backend}+capture"] = capture_rounds({**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients,
-                                                           args.requests_per_client, args.capture_rounds)
+            results[f"{backend}+capture"] = paired_rounds(
+                {**base_env, "EARSHOT_BACKEND": backend}, texts, args.clients, args.requests_per_client,
+                args.capture_rounds, off={}, on={"EARSHOT_FEEDBACK_DB": "STORE"})
+        if args.routes:
+            results[f"{backend}+routes"] = routes_rounds({**base_env, "EARSHOT_BACKEND": backend}, texts, args)
     if not args.skip_naive:
         folder = naive_model_dir(args.model)
         with Server("benchmarks.naive_service:Naive", {"NAIVE_MODEL_DIR": str(folder)}) as server:
@@ -291,13 +325,15 @@ def main() -> None:
             print(f"earshot [{backend}], {shape.replace('x', ' clients x ')} texts/request from {figures['processes']} "
                   f"load processes: {figures['texts_per_s']:.1f} texts/s, p99 {figures['p99_ms']:.0f} ms, "
                   f"{figures['failures']} failures and {figures['mismatched_ids']} wrong ids of {figures['requests']}")
-        if args.capture:
-            rounds = results[f"{name}+capture"]
+        for extra, what in (("capture", "capture on / off"), ("routes", "routes on / off")):
+            rounds = results.get(f"{name}+{extra}")
+            if rounds is None:
+                continue
             for kind, label in (("concurrent", f"{args.clients} x 1"), ("batched", f"1 x {args.clients}")):
                 ratios = sorted(r["on"][kind]["texts_per_s"] / r["off"][kind]["texts_per_s"] for r in rounds)
-                print(f"earshot [{backend}] capture on / off, {label}: median {statistics.median(ratios):.2f} over "
+                print(f"earshot [{backend}] {what}, {label}: median {statistics.median(ratios):.2f} over "
                       f"{len(rounds)} alternating pairs ({', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.9)")
-            print(f"earshot [{backend}] with a feedback store, last round: store holds {rounds[-1]['stored']}")
+            print(f"earshot [{backend}] {extra}, last round: store holds {rounds[-1]['stored_on']}")
     if "naive" in results:
         naive = results["naive"]["concurrent"]
         print(f"naive pipeline, {args.clients} clients x 1 text/request: {naive['texts_per_s']:.1f} texts/s, "

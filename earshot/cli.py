@@ -73,6 +73,8 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--text-column", default="text")
     report.add_argument("--model", type=Path, default=None, help="model that scored the file, for provenance")
     report.add_argument("--title", default=None)
+    report.add_argument("--redact", nargs="+", default=None, metavar="KIND",
+                        help="hide these in the quoted texts: email, phone, card, iban, url, person")
     report.set_defaults(handler=_report)
 
     audit = commands.add_parser("audit", help="rank the rows whose labels are probably wrong (confident learning)")
@@ -105,15 +107,23 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--feedback-db", default=None,
                        help="SQLite file or SQLAlchemy URL: queue unsure answers for review, take /corrections")
     serve.add_argument("--retention-days", type=int, default=None, help="delete stored feedback older than this")
+    serve.add_argument("--review-redact", nargs="+", default=None, metavar="KIND",
+                       help="the review page hides these in texts: email, phone, card, iban, url, person "
+                            "(default: reviewers see texts as written)")
+    serve.add_argument("--routes", type=Path, default=None,
+                       help="routing rules and spike alerts (YAML): matching answers are recorded in the feedback "
+                            "store's outbox before they are answered, then sent as webhooks (needs --feedback-db)")
     serve.set_defaults(handler=_serve)
 
     from earshot.distill_command import add_command as add_distill
     from earshot.general_command import add_command as add_general
     from earshot.loop.commands import add_commands
+    from earshot.routing.commands import add_commands as add_routing
 
     add_distill(commands)
     add_general(commands)
     add_commands(commands)
+    add_routing(commands)
     return parser
 
 
@@ -209,8 +219,13 @@ def _report(args: argparse.Namespace) -> None:
     from earshot.model import read_config
     from earshot.report import build_report
 
+    redact = None
+    if args.redact:
+        from earshot.redaction import Redactor, check_kinds
+
+        redact = Redactor(check_kinds(args.redact, "--redact")).redact
     tally = build_report(args.scored, args.output, model_config=read_config(args.model), text_column=args.text_column,
-                         date_column=args.date_column, by=args.by, title=args.title)
+                         date_column=args.date_column, by=args.by, title=args.title, redact=redact)
     logger.info("report on %d rows written to %s", tally.rows, args.output)
 
 
@@ -244,6 +259,12 @@ def _serve(args: argparse.Namespace) -> None:
 
         read_config(args.model)  # a clear error now (not a model folder) rather than in the worker
         env["EARSHOT_MODEL"] = str(args.model.resolve())
+    if args.routes is not None:
+        _check_routes(args, env)
+    if args.review_redact:
+        from earshot.redaction import check_kinds
+
+        env["EARSHOT_REVIEW_REDACT"] = ",".join(check_kinds(args.review_redact, "--review-redact"))
     for name, value in (("EARSHOT_DEVICE", args.device), ("EARSHOT_WORKERS", args.workers),
                         ("EARSHOT_API_WORKERS", args.api_workers),
                         ("EARSHOT_BACKEND", args.backend), ("EARSHOT_RETENTION_DAYS", args.retention_days),
@@ -258,6 +279,19 @@ def _serve(args: argparse.Namespace) -> None:
                "--host", args.host, "--port", str(args.port)]
     logger.info("serving on http://%s:%d (OpenAPI page at /)", args.host, args.port)
     os.execve(command[0], command, env)  # bentoml takes over this process: signals reach it directly
+
+
+def _check_routes(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """A routes file that names an unknown head or label, or a bad URL, stops here with file, line and problem."""
+    from earshot.model import read_config
+    from earshot.model import DEFAULT_MODEL_DIR
+    from earshot.routing.rules import read_rules
+
+    if args.feedback_db is None and not env.get("EARSHOT_FEEDBACK_DB"):
+        raise ValueError("--routes needs --feedback-db: deliveries wait in the feedback store's outbox until sent")
+    if args.registry is None:  # a registry's current version is checked when the service loads it
+        read_rules(args.routes, read_config(args.model or DEFAULT_MODEL_DIR).heads)
+    env["EARSHOT_ROUTES"] = str(args.routes.resolve())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

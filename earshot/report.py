@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -232,8 +232,9 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def build_report(scored: Path, output: Path, model_config: EarshotConfig | None = None, text_column: str = "text",
                  date_column: str | None = None, by: str | None = None, title: str | None = None,
-                 chunk_size: int = 50_000) -> Tally:
+                 chunk_size: int = 50_000, redact: Callable[[str], str] | None = None) -> Tally:
     """Write the HTML report for a file made by ``earshot score``; returns the counts shown.
+    ``redact``: applied to every text the report quotes (``earshot.redaction.Redactor(kinds).redact``).
 
     The heads come from the file's columns (``NAME`` + ``NAME_score`` for a single head, ``NAME`` +
     ``NAME_scores`` for a multi head); ``model_config`` only adds the model's provenance.
@@ -252,12 +253,12 @@ def build_report(scored: Path, output: Path, model_config: EarshotConfig | None 
     for chunk in read_chunks(scored, chunk_size):
         tally.add(chunk, text_column, date_column, by, offset)
         offset += len(chunk)
-    write_text_atomic(output, _render(tally, scored, model_config, date_column, by, title))
+    write_text_atomic(output, _render(tally, scored, model_config, date_column, by, title, redact))
     return tally
 
 
 def _render(tally: Tally, scored: Path, config: EarshotConfig | None, date_column: str | None, by: str | None,
-            heading_text: str | None) -> str:
+            heading_text: str | None, redact: Callable[[str], str] | None = None) -> str:
     heads = tally.heads
     moods = [label for label, _ in tally.single[heads.mood].most_common()] if heads.mood else [NO_LABEL]
     scored_rows = tally.rows - tally.errors
@@ -276,7 +277,7 @@ def _render(tally: Tally, scored: Path, config: EarshotConfig | None, date_colum
         sections.append(_trend_section(tally, date_column))
     if by:
         sections.append(_segment_section(tally, by, moods))
-    sections.append(_examples_section(tally))
+    sections.append(_examples_section(tally, redact))
     sections.append(_provenance_section(tally, scored, config))
     heading = html.escape(heading_text or f"Voice of the Customer: {scored.name}")
     summary = [f"{scored_rows} texts scored"]
@@ -334,7 +335,7 @@ def _segment_section(tally: Tally, by: str, moods: list[str]) -> str:
     return f"<section id='segments'><h2>Breakdown by {html.escape(by)}</h2>" + _table(headers, rows) + more + "</section>"
 
 
-def _examples_section(tally: Tally) -> str:
+def _examples_section(tally: Tally, redact: Callable[[str], str] | None = None) -> str:
     quotes = []
     for head in tally.heads.multi:
         for label, _ in tally.ranked(head):
@@ -343,7 +344,8 @@ def _examples_section(tally: Tally) -> str:
             for score, _, text in sorted(tally.examples[head][label], reverse=True):
                 if text not in seen and len(items) < TOP_TEXTS:
                     seen.add(text)
-                    items.append(f"<li><span class='score'>{score:.2f}</span> {html.escape(text)}</li>")
+                    shown = redact(text) if redact is not None else text
+                    items.append(f"<li><span class='score'>{score:.2f}</span> {html.escape(shown)}</li>")
             quotes.append(f"<h3>{html.escape(title(head))}: {html.escape(label)}</h3><ul>{''.join(items)}</ul>")
     return ("<section id='examples'><h2>Most representative texts</h2><p class='note'>The texts the model is most "
             "confident about for each label.</p>" + "".join(quotes) + "</section>")

@@ -46,8 +46,12 @@ async def queue(request: Request) -> Response:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_QUEUE_LIMIT:
         return JSONResponse({"error": f"limit must be a whole number from 1 to {MAX_QUEUE_LIMIT}, got {raw!r}"},
                             status_code=400)
-    items = await run_in_threadpool(store.queue, int(raw))
-    return JSONResponse({"items": [item.to_dict() for item in items]}, headers={"cache-control": "no-store"})
+    items = [item.to_dict() for item in await run_in_threadpool(store.queue, int(raw))]
+    redact = bentoml.get_current_service().review_redact
+    if redact is not None:  # the page then names each item by its number, never by the shown text
+        for item in items:
+            item["text"], item["redacted"] = redact(item["text"]), True
+    return JSONResponse({"items": items}, headers={"cache-control": "no-store"})
 
 
 async def stats(_request: Request) -> Response:

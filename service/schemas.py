@@ -6,6 +6,8 @@ when a model has other heads (a praise-point head, a taxonomy of its own).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -19,7 +21,11 @@ class FeedbackItem(BaseModel):
     id: str | None = Field(default=None, max_length=200, description="caller's id, echoed in the answer")
     text: str = Field(description="the feedback text; cut to the model's token limit (see `truncated`)")
     metadata: dict[str, str | int | float | bool | None] | None = Field(
-        default=None, description="kept with the item when it is queued for review (channel, customer tier, ...)")
+        default=None, description="channel, customer tier, ticket id...: routing rules can match it, deliveries "
+                                  "carry it, and it is kept with the item when it is queued for review")
+    created_at: datetime | None = Field(
+        default=None, description="when the customer wrote it (ISO 8601; default: when it arrived): spike alerts "
+                                  "count it in its hour")
 
     @field_validator("text")
     @classmethod
@@ -88,13 +94,16 @@ class CorrectionItem(BaseModel):
     id: str | None = Field(default=None, max_length=200, description="the id the text was classified with")
     text: str | None = Field(default=None, description="the text itself (needed when the id was never classified "
                                                        "with a feedback store)")
+    item: int | None = Field(default=None, description="the review queue's item number (GET /review/queue): names "
+                                                       "its text without sending it, as the page does when it "
+                                                       "shows texts redacted")
     labels: dict[str, str | list[str] | None] = Field(
         description="one key per head: a label (single head, null = unknown) or a list (multi head, [] = none)")
 
     @model_validator(mode="after")
     def _named(self) -> "CorrectionItem":
-        if self.id is None and (self.text is None or not self.text.strip()):
-            raise ValueError("give the item's id or its text")
+        if self.id is None and self.item is None and (self.text is None or not self.text.strip()):
+            raise ValueError("give the item's id, its review item number or its text")
         return self
 
 

@@ -12,6 +12,8 @@ environment (``service/settings.py``) the first time it is asked for, not when t
 # that BentoML and pydantic can only see if the annotations are evaluated where the class is defined.
 import logging
 import threading
+import time
+import uuid
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,8 +29,10 @@ from starlette.responses import JSONResponse
 from earshot.loop.capture import CaptureWriter
 from earshot.loop.corrections import check_labels
 from earshot.loop.registry import Registry
-from earshot.loop.store import Correction, FeedbackStore
+from earshot.loop.store import Correction, FeedbackStore, text_hash
 from earshot.model import EarshotModel, ModelFront, Prediction
+from earshot.routing.dispatch import Dispatch
+from earshot.routing.router import RoutedItem, purge_routed
 
 from . import redaction
 from .following import Follower
@@ -86,6 +90,8 @@ def build_service(settings: Settings) -> Any:
             self.store = (FeedbackStore.open(settings.feedback_db, similar_above=settings.review_similar)
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
+            self.review_redact = _review_redactor(settings.review_redact)
+            self.dispatch = self._start_dispatch() if settings.routes else None
             self._stop = threading.Event()
             if self.store is not None and settings.retention_days:
                 threading.Thread(target=self._purge_expired, name="earshot-retention", daemon=True).start()
@@ -102,9 +108,17 @@ def build_service(settings: Settings) -> Any:
                         [head.name for head in front.config.heads])
             return front
 
+        def _start_dispatch(self) -> Dispatch:
+            if self.store is None:
+                raise ValueError(f"routes {settings.routes}: deliveries are kept in the feedback store's outbox "
+                                 "until sent; start the service with --feedback-db PATH_OR_URL too")
+            return Dispatch.start(settings.routes, self.model.config.heads, self.store.engine,
+                                  on_counts=_deliveries_gauge)
+
         def _purge_expired(self) -> None:
             while True:
-                deleted = self.store.purge(older_than_days=settings.retention_days)
+                deleted = {**self.store.purge(older_than_days=settings.retention_days),
+                           **purge_routed(self.store.engine, settings.retention_days)}
                 if any(deleted.values()):
                     logger.info("retention %d days: deleted %s", settings.retention_days, deleted)
                 if self._stop.wait(3600):
@@ -116,6 +130,8 @@ def build_service(settings: Settings) -> Any:
             self.follower.close()
             if self.capture is not None:
                 self.capture.close()
+            if self.dispatch is not None:
+                self.dispatch.close()
 
         def __is_ready__(self) -> bool:
             return getattr(self, "follower", None) is not None
@@ -127,8 +143,12 @@ def build_service(settings: Settings) -> Any:
                 self.capture.offer(texts, predictions, model.version or "", [item.id for item in items],
                                    {head.name: head.thresholds for head in model.config.heads},
                                    [item.metadata for item in items])
-            return [_classification(item, prediction, model.version or "")
-                    for item, prediction in zip(items, predictions)]
+            answers = [_classification(item, prediction, model.version or "")
+                       for item, prediction in zip(items, predictions)]
+            if self.dispatch is not None:
+                # committed before the answers go out: a crash after this cannot lose a delivery
+                self.dispatch.record([_routed(item, answer) for item, answer in zip(items, answers)])
+            return answers
 
         if split:
             @bentoml.api(route="/classify")
@@ -137,7 +157,11 @@ def build_service(settings: Settings) -> Any:
                                ) -> Annotated[list[Classification], ContentType("application/json")]:
                 """Every head's answer for each item, in request order, with the answering model's version."""
                 front, outputs, truncated = await self._remote_outputs([item.text for item in items])
-                return self._answer(items, front, front.decide(front.to_probabilities(outputs, truncated)))
+                predictions = front.decide(front.to_probabilities(outputs, truncated))
+                if self.dispatch is None:
+                    return self._answer(items, front, predictions)
+                # recording deliveries waits for the database: off the event loop
+                return await anyio.to_thread.run_sync(self._answer, items, front, predictions)
 
             @cached_property
             def _coalesce(self) -> Coalescer:
@@ -192,7 +216,12 @@ def build_service(settings: Settings) -> Any:
                     labels = check_labels(item.labels, heads, allow_new_labels=allow_new_labels, where=where)
                 except ValueError as error:
                     raise bentoml.exceptions.InvalidArgument(str(error)) from None
-                text = item.text if item.text is not None else self.store.text_for_id(item.id)
+                if item.item is not None:
+                    text = self.store.text_for_item(item.item)
+                    if text is None:
+                        raise bentoml.exceptions.InvalidArgument(f"{where}: no review item {item.item}")
+                else:
+                    text = item.text if item.text is not None else self.store.text_for_id(item.id)
                 if text is None:
                     raise bentoml.exceptions.InvalidArgument(
                         f"{where}: no text was classified with this id while the store was on; send the text too")
@@ -222,6 +251,38 @@ def build_service(settings: Settings) -> Any:
 def _classification(item: FeedbackItem, prediction: Prediction, version: str) -> Classification:
     return Classification(id=item.id, model_version=version, truncated=prediction.truncated,
                           heads={name: HeadAnswer(**answer.to_dict()) for name, answer in prediction.heads.items()})
+
+
+def _review_redactor(kinds: tuple[str, ...]) -> Any:
+    """What the review page's texts pass through: the identity unless redaction is asked for."""
+    if not kinds:
+        return None
+    from earshot.redaction import Redactor
+
+    return Redactor(kinds).redact
+
+
+def _routed(item: FeedbackItem, answer: Classification) -> RoutedItem:
+    """An answer as the router sees it. The delivery key of an item sent with an id is stable, so a
+    client that retries a request adds no second delivery; without an id every answer is its own."""
+    key = f"id\0{item.id}\0{text_hash(item.text)}" if item.id is not None else f"uuid\0{uuid.uuid4().hex}"
+    return RoutedItem(key=key, text=item.text, model_version=answer.model_version,
+                      heads=answer.model_dump(mode="json")["heads"], caller_id=item.id, metadata=item.metadata,
+                      created_at=item.created_at.timestamp() if item.created_at is not None else time.time())
+
+
+@lru_cache(maxsize=1)
+def _deliveries_gauge_metric() -> Any:
+    # made on first use, in the worker process: BentoML sets Prometheus' multiprocess mode up lazily
+    return bentoml.metrics.Gauge(name="earshot_deliveries", documentation="outbox deliveries by state (pending "
+                                 "includes retrying ones; dead ones wait for `earshot alerts retry`)",
+                                 labelnames=["state"], multiprocess_mode="livemax")
+
+
+def _deliveries_gauge(counts: dict[str, int]) -> None:
+    gauge = _deliveries_gauge_metric()
+    for state, count in counts.items():
+        gauge.labels(state=state).set(count)
 
 
 @lru_cache(maxsize=1)

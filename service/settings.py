@@ -21,6 +21,8 @@
 | EARSHOT_RELOAD_SECONDS      | 2                      | how often the registry's `current` pointer is checked |
 | EARSHOT_FEEDBACK_DB         | (none: nothing stored) | SQLite file or SQLAlchemy URL of the feedback store  |
 | EARSHOT_RETENTION_DAYS      | (none: kept)           | delete stored feedback older than this (checked hourly) |
+| EARSHOT_ROUTES              | (none)                 | routing rules and spike alerts (YAML); needs EARSHOT_FEEDBACK_DB, which holds the outbox |
+| EARSHOT_REVIEW_REDACT       | (none: as written)     | comma-separated kinds the review page hides: email, phone, card, iban, url, person |
 | EARSHOT_CAPTURE_MARGIN      | 0.2                    | queue answers whose best label leads by less         |
 | EARSHOT_CAPTURE_CONFIDENCE  | 0.5                    | queue single-head answers less sure than this        |
 | EARSHOT_CAPTURE_TOP         | 0.05                   | queue answers among this most uncertain share of the last 2,000 |
@@ -66,6 +68,16 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default, float, 0.0, 1.0)
 
 
+def _kinds(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated redaction kinds, checked (a ValueError names an unknown one)."""
+    raw = [kind.strip() for kind in env.get(name, "").split(",") if kind.strip()]
+    if not raw:
+        return ()
+    from earshot.redaction import check_kinds
+
+    return check_kinds(raw, name)
+
+
 DEFAULT_DISAGREEMENTS = "sentiment=positive>pain_points,sentiment=negative>praise_points"
 
 
@@ -90,6 +102,8 @@ class Settings:
     reload_seconds: int = 2
     feedback_db: str | None = None
     retention_days: int | None = None
+    routes: str | None = None
+    review_redact: tuple[str, ...] = ()
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review_similar: float = SIMILAR_ABOVE
     # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
@@ -144,6 +158,8 @@ class Settings:
             reload_seconds=_int(env, "EARSHOT_RELOAD_SECONDS", 2),
             feedback_db=env.get("EARSHOT_FEEDBACK_DB") or None,
             retention_days=_int(env, "EARSHOT_RETENTION_DAYS", 0) if env.get("EARSHOT_RETENTION_DAYS") else None,
+            routes=env.get("EARSHOT_ROUTES") or None,
+            review_redact=_kinds(env, "EARSHOT_REVIEW_REDACT"),
             review_similar=_number(env, "EARSHOT_REVIEW_SIMILAR", SIMILAR_ABOVE, float, 0.01, 1.0),
             capture=CapturePolicy(
                 margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),

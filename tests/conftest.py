@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,3 +78,35 @@ def feedback_csv(tmp_path: Path) -> Path:
     target = tmp_path / "feedback.csv"
     shutil.copy(FEEDBACK_CSV, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL server of its own, started for these tests when PostgreSQL is installed."""
+    # Debian keeps PostgreSQL's server programs off PATH, under /usr/lib/postgresql/VERSION/bin.
+    path = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))])
+    initdb, pg_ctl = shutil.which("initdb", path=path), shutil.which("pg_ctl", path=path)
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed (initdb, pg_ctl)")
+    pytest.importorskip("psycopg")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user, in a folder it can reach
+        folder = Path(tempfile.mkdtemp(prefix="earshot-postgres-"))
+        folder.chmod(0o755)
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    else:
+        folder = tmp_path_factory.mktemp("postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "earshot", "--auth=trust"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", f"-p {port} -k {folder} -h 127.0.0.1", "-w", "-l",
+                    str(folder / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://earshot@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

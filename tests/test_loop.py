@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -146,38 +140,6 @@ def test_sampled_accuracy_counts_only_random_sample(tmp_path: Path) -> None:
                            Correction({"sentiment": "positive"}, "c")])
     assert store.sampled_accuracy() == {"sentiment": {"accuracy": 0.5, "items": 2},
                                         "pain_points": {"accuracy": 0.5, "items": 2}}
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):
-    """A PostgreSQL server of its own, started for these tests when PostgreSQL is installed."""
-    # Debian keeps PostgreSQL's server programs off PATH, under /usr/lib/postgresql/VERSION/bin.
-    path = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))])
-    initdb, pg_ctl = shutil.which("initdb", path=path), shutil.which("pg_ctl", path=path)
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL is not installed (initdb, pg_ctl)")
-    pytest.importorskip("psycopg")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user, in a folder it can reach
-        folder = Path(tempfile.mkdtemp(prefix="earshot-postgres-"))
-        folder.chmod(0o755)
-        shutil.chown(folder, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    else:
-        folder = tmp_path_factory.mktemp("postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = folder / "data"
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "earshot", "--auth=trust"], check=True,
-                   capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", f"-p {port} -k {folder} -h 127.0.0.1", "-w", "-l",
-                    str(folder / "log"), "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://earshot@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_postgresql_store_keeps_the_same_contract(postgres_url: str) -> None:
@@ -397,6 +359,12 @@ def test_export_retrain_and_promote_commands(tiny_base: Path, feedback_csv: Path
     exported = pd.read_json(out, lines=True)
     assert list(exported.columns[:3]) == ["text", "pain_points", "sentiment"]
     assert json.loads(exported["pain_points"].iloc[1]) == ["late", "wifi"]
+    FeedbackStore.open(tmp_path / "other.db").add_corrections(
+        [Correction({"sentiment": "negative"}, "refund to DE89 3704 0044 0532 0130 00 please")])
+    hidden = tmp_path / "hidden.csv"
+    assert main(["feedback", "export", "--feedback-db", str(tmp_path / "other.db"), "-o", str(hidden),
+                 "--redact", "iban"]) == 0
+    assert "refund to <IBAN> please" in set(pd.read_csv(hidden)["text"])
 
     model_dir = tmp_path / "candidate"
     assert main(["retrain", "--data", str(feedback_csv), "--feedback-db", str(db), "--output", str(model_dir),

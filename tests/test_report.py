@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from earshot.cli import main
 from earshot.model import EarshotModel
 from earshot.report import build_report
 
@@ -124,3 +125,15 @@ def test_every_bar_chart_leaves_room_past_its_longest_bar(scored: Path, tmp_path
                 assert axes.get_xlim()[1] > max(ends), axes.get_xlabel()
                 checked += 1
     assert checked >= 2  # the sentiment mix and each multi head's volume chart
+
+
+def test_report_with_redact_quotes_no_personal_data(scored: Path, tmp_path: Path) -> None:
+    frame = pd.read_parquet(scored)
+    frame.loc[1, "text"] = "charged twice, mail me at pat.lee@example.org or +1 415 555 2671"
+    frame.to_parquet(scored)
+    plain, redacted = tmp_path / "plain.html", tmp_path / "redacted.html"
+    assert main(["report", str(scored), "-o", str(plain)]) == 0
+    assert main(["report", str(scored), "-o", str(redacted), "--redact", "email", "phone"]) == 0
+    assert "pat.lee@example.org" in plain.read_text()
+    page = redacted.read_text()
+    assert "pat.lee@example.org" not in page and "555 2671" not in page and "&lt;EMAIL&gt;" in page

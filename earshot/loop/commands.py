@@ -33,6 +33,8 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--part", choices=["all", "train", "holdout"], default="all",
                         help="all corrections, or the side of the hold-out split that retrain trains on / compares on")
     export.add_argument("--holdout-fraction", type=float, default=0.1, help=HOLDOUT_HELP)
+    export.add_argument("--redact", nargs="+", default=None, metavar="KIND",
+                        help="hide these in the texts: email, phone, card, iban, url, person")
     export.set_defaults(handler=_export)
     purge = actions.add_parser("purge", help="delete stored feedback (personal data)")
     purge.add_argument("--feedback-db", required=True)
@@ -101,7 +103,8 @@ def _export(args: argparse.Namespace) -> None:
         train, holdout = split_corrections(corrections, args.holdout_fraction)
         corrections = train if args.part == "train" else holdout
     heads = sorted({name for c in corrections for name in c.labels})
-    rows = [{"text": c.text, **{head: _cell(c.labels.get(head, "")) for head in heads}, "id": c.caller_id,
+    redact = _redactor(args.redact)
+    rows = [{"text": redact(c.text), **{head: _cell(c.labels.get(head, "")) for head in heads}, "id": c.caller_id,
              "reviewer": c.reviewer, "source": c.source, "created_at": c.created_at} for c in corrections]
     frame = pd.DataFrame(rows, columns=["text", *heads, "id", "reviewer", "source", "created_at"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,15 @@ def _export(args: argparse.Namespace) -> None:
         write_part(frame, tmp, table_format(args.output))
     logger.info("%d corrections (%s) written to %s; train on them with --head NAME:KIND:NAME for each of %s",
                 len(frame), args.part, args.output, heads)
+
+
+def _redactor(kinds: list[str] | None) -> Any:
+    """``Redactor(kinds).redact``, or the identity when nothing is to be hidden."""
+    if not kinds:
+        return str
+    from earshot.redaction import Redactor, check_kinds
+
+    return Redactor(check_kinds(kinds, "--redact")).redact
 
 
 def _cell(value: Any) -> str:
@@ -121,8 +133,13 @@ def _cell(value: Any) -> str:
 def _purge(args: argparse.Namespace) -> None:
     from .store import FeedbackStore
 
-    deleted = FeedbackStore.open(args.feedback_db).purge(None if args.all else args.older_than_days)
-    logger.info("deleted %d queued items and %d corrections", deleted["items"], deleted["corrections"])
+    from earshot.routing.router import purge_routed
+
+    store = FeedbackStore.open(args.feedback_db)
+    older = None if args.all else args.older_than_days
+    deleted = {**store.purge(older), **purge_routed(store.engine, older)}
+    logger.info("deleted %d queued items, %d corrections, %d deliveries and %d labels logged for spike alerts",
+                deleted["items"], deleted["corrections"], deleted["deliveries"], deleted["label_events"])
 
 
 def _stats(args: argparse.Namespace) -> None:

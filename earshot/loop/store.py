@@ -131,16 +131,7 @@ class FeedbackStore:
     @classmethod
     def open(cls, where: str | Path, similar_above: float = SIMILAR_ABOVE) -> "FeedbackStore":
         """A path (SQLite file, created when missing) or an SQLAlchemy URL such as ``postgresql+psycopg://...``."""
-        text = str(where)
-        if "://" not in text:
-            path = Path(text).expanduser().resolve()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # timeout: several service workers may write at once; SQLite serialises them.
-            engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30}, hide_parameters=True)
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = sa.create_engine(text, pool_pre_ping=True, hide_parameters=True)
-        return cls(engine, similar_above)
+        return cls(open_engine(where), similar_above)
 
     def __repr__(self) -> str:
         return f"FeedbackStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -205,6 +196,11 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return connection.scalar(sa.select(items_table.c.text).where(items_table.c.caller_id == caller_id)
                                      .order_by(items_table.c.created_at.desc()).limit(1))
+
+    def text_for_item(self, item: int) -> str | None:
+        """The text of the stored item numbered ``item`` (as the review queue lists it), if any."""
+        with self.engine.connect() as connection:
+            return connection.scalar(sa.select(items_table.c.text).where(items_table.c.item == item))
 
     def queue(self, limit: int = 50) -> list[QueuedItem]:
         """Items waiting for review, most valuable first: highest priority (uncertainty), then newest,
@@ -281,6 +277,25 @@ class FeedbackStore:
                 right = (sorted(given) == sorted(gold)) if isinstance(gold, list) else given[:1] == [gold]
                 tally.setdefault(head, []).append(int(right))
         return {head: {"accuracy": sum(hits) / len(hits), "items": len(hits)} for head, hits in tally.items()}
+
+
+def open_engine(where: str | Path) -> sa.Engine:
+    """The engine of a store: a path is an SQLite file (created when missing), anything with ``://`` an
+    SQLAlchemy URL such as ``postgresql+psycopg://...``.
+
+    Example:
+        >>> open_engine("feedback.db").dialect.name
+        'sqlite'
+    """
+    text = str(where)
+    if "://" not in text:
+        path = Path(text).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # timeout: several service workers may write at once; SQLite serialises them.
+        engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30}, hide_parameters=True)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(text, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

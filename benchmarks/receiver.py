@@ -1,0 +1,66 @@
+"""A real HTTP receiver for webhook tests and benchmarks: records every POST, and fails (500) until told otherwise."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    """``with Receiver(fail_for=20) as receiver:`` answers 500 for its first 20 s, then 200.
+
+    ``received``: every POST as (headers, parsed body), in arrival order, failed ones included in
+    ``attempts`` only.
+    """
+
+    def __init__(self, fail_for: float = 0.0, status: int = 200) -> None:
+        self.fail_until = time.monotonic() + fail_for
+        self.status = status
+        self.received: list[tuple[dict[str, str], dict]] = []
+        self.arrived: list[float] = []  # time.time() of each received POST
+        self.attempts = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.attempts += 1
+                    failing = time.monotonic() < receiver.fail_until or receiver.status >= 300
+                    if not failing:
+                        receiver.received.append((dict(self.headers.items()), json.loads(body)))
+                        receiver.arrived.append(time.time())
+                self.send_response(500 if time.monotonic() < receiver.fail_until else receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Receiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self.arrived.clear()
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [headers["Idempotency-Key"] for headers, _ in self.received]
+
+    def bodies(self) -> list[dict]:
+        with self._lock:
+            return [body for _, body in self.received]

@@ -1,0 +1,1 @@
+"""Acting on answers: routing rules, the durable outbox of webhook deliveries, spike alerts."""

@@ -1,0 +1,78 @@
+"""What a service process runs for its routes file: record deliveries as answers go out, and a
+background thread that sends them, checks for spikes and reports the outbox's counts.
+
+Example:
+    >>> dispatch = Dispatch.start("routes.yaml", model.config.heads, store.engine)   # doctest: +SKIP
+    >>> dispatch.record(items)                                                    # doctest: +SKIP
+    >>> dispatch.close()                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import sqlalchemy as sa
+
+from earshot.model import Head
+
+from .outbox import Outbox
+from .router import RoutedItem, Router
+from .rules import RuleBook, read_rules
+from .sender import Sender
+
+logger = logging.getLogger("earshot.routing")
+
+
+class Dispatch:
+    """A rule book's router and its sending thread, for one process."""
+
+    def __init__(self, book: RuleBook, outbox: Outbox, on_counts: Callable[[dict[str, int]], None] | None = None,
+                 counts_every: float = 2.0) -> None:
+        self.book, self.outbox = book, outbox
+        self.router = Router(book, outbox)
+        self.sender = Sender(outbox, book.delivery)
+        self.on_counts, self.counts_every = on_counts, counts_every
+        # check for spikes 60 times per shortest window, at most every 5 s
+        self.spikes_every = max(5.0, min((rule.window_s for rule in book.spikes), default=3600.0) / 60)
+        self._last = {"counts": 0.0, "spikes": 0.0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, routes: str | Path, heads: Sequence[Head], engine: sa.Engine,
+              on_counts: Callable[[dict[str, int]], None] | None = None) -> "Dispatch":
+        """Read ``routes`` against ``heads`` (a RulesError stops the caller), then start sending."""
+        book = read_rules(routes, heads)
+        dispatch = cls(book, Outbox(engine), on_counts)
+        dispatch.router.prepare()  # build redactors now, not in the first request that needs one
+        dispatch._thread = threading.Thread(target=dispatch.sender.run, args=(dispatch._stop,),
+                                            kwargs={"on_cycle": dispatch._housekeeping},
+                                            name="earshot-deliveries", daemon=True)
+        dispatch._thread.start()
+        logger.info("routes %s: %d routes, %d spike rules; deliveries are sent from the outbox", routes,
+                    len(book.routes), len(book.spikes))
+        return dispatch
+
+    def record(self, items: Sequence[RoutedItem]) -> int:
+        """Record what ``items`` ask for; committed when this returns."""
+        return self.router.record(items)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self.router.spikes is not None and now - self._last["spikes"] >= self.spikes_every:
+            self._last["spikes"] = now
+            self.router.check_spikes()
+            self.router.spikes.forget_before()
+        if self.on_counts is not None and now - self._last["counts"] >= self.counts_every:
+            self._last["counts"] = now
+            self.on_counts(self.outbox.counts())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.book.delivery.timeout_seconds + 5)
+        self.sender.close()
