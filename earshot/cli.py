@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -53,6 +54,9 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--resume", action="store_true",
                        help="continue an interrupted run with the same input, model and backend (the chunk size "
                             "may differ)")
+    score.add_argument("--explain", action="store_true",
+                       help="add NAME_evidence columns: each answered label's evidence spans (JSON); costs about "
+                            "as many passes as a text has words")
     score.add_argument("--no-progress", action="store_true")
     score.set_defaults(handler=_score)
     split = commands.add_parser("split", help="hold out a stratified, seeded test set from a labelled file")
@@ -73,6 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--text-column", default="text")
     report.add_argument("--model", type=Path, default=None, help="model that scored the file, for provenance")
     report.add_argument("--title", default=None)
+    report.add_argument("--themes", type=Path, default=None,
+                        help="the JSON of `earshot discover` on this file: adds a New themes section")
     report.add_argument("--redact", nargs="+", default=None, metavar="KIND",
                         help="hide these in the quoted texts: email, phone, card, iban, url, person")
     report.set_defaults(handler=_report)
@@ -115,12 +121,14 @@ def _build_parser() -> argparse.ArgumentParser:
                             "store's outbox before they are answered, then sent as webhooks (needs --feedback-db)")
     serve.set_defaults(handler=_serve)
 
+    from earshot.discover_command import add_command as add_discover
     from earshot.distill_command import add_command as add_distill
     from earshot.general_command import add_command as add_general
     from earshot.loop.commands import add_commands
     from earshot.routing.commands import add_commands as add_routing
 
     add_distill(commands)
+    add_discover(commands)
     add_general(commands)
     add_commands(commands)
     add_routing(commands)
@@ -179,8 +187,8 @@ def _score(args: argparse.Namespace) -> None:
     if args.engine == "ray":
         from earshot.ray_engine import score_file_with_ray
 
-        if args.resume:
-            raise ValueError("--resume works with --engine local; a Ray job reruns from the start")
+        if args.resume or args.explain:
+            raise ValueError("--resume and --explain work with --engine local; a Ray job scores without them")
         summary = score_file_with_ray(Path(model_dir), args.input, args.output, text_column=args.text_column,
                                       address=args.ray_address, actors=args.ray_actors, chunk_size=args.chunk_size,
                                       batch_size=args.batch_size, device=args.device, backend=args.backend,
@@ -190,7 +198,7 @@ def _score(args: argparse.Namespace) -> None:
                                              compiled=args.compile)
         summary = score_file(model, args.input, args.output, text_column=args.text_column,
                              chunk_size=args.chunk_size, batch_size=args.batch_size,
-                             progress=not args.no_progress, resume=args.resume)
+                             progress=not args.no_progress, resume=args.resume, explain=args.explain)
     logger.info("scored %d rows (%d marked with an error) in %.1f s into %s", summary.rows, summary.errors,
                 summary.seconds, args.output)
 
@@ -225,7 +233,8 @@ def _report(args: argparse.Namespace) -> None:
 
         redact = Redactor(check_kinds(args.redact, "--redact")).redact
     tally = build_report(args.scored, args.output, model_config=read_config(args.model), text_column=args.text_column,
-                         date_column=args.date_column, by=args.by, title=args.title, redact=redact)
+                         date_column=args.date_column, by=args.by, title=args.title, redact=redact,
+                         themes=json.loads(args.themes.read_text(encoding="utf-8")) if args.themes else None)
     logger.info("report on %d rows written to %s", tally.rows, args.output)
 
 

@@ -76,7 +76,8 @@ class Tally:
     by_segment: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
     segment_mood: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     bad_dates: int = 0
-    examples: dict[str, dict[str, list[tuple[float, int, str]]]] = field(
+    # per head and label: (score, -row, text, evidence spans) of the most confident rows
+    examples: dict[str, dict[str, list[tuple[float, int, str, tuple]]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list)))
 
     def add(self, frame: pd.DataFrame, text_column: str, date_column: str | None, by: str | None,
@@ -116,9 +117,11 @@ class Tally:
                 continue
             scores = json.loads(frame[self.heads.scores[head]].iloc[position])
             text = str(frame[text_column].iloc[position])
+            evidence = _evidence_cell(frame, f"{head}_evidence", position)
             for label in found:
                 heap = self.examples[head][label]
-                item = (float(scores.get(label, 0.0)), -(offset + position), text)
+                spans = tuple((span["start"], span["end"]) for span in evidence.get(label, []))
+                item = (float(scores.get(label, 0.0)), -(offset + position), text, spans)
                 if len(heap) < TOP_TEXTS * 4:
                     heapq.heappush(heap, item)
                 else:
@@ -232,9 +235,11 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def build_report(scored: Path, output: Path, model_config: EarshotConfig | None = None, text_column: str = "text",
                  date_column: str | None = None, by: str | None = None, title: str | None = None,
-                 chunk_size: int = 50_000, redact: Callable[[str], str] | None = None) -> Tally:
+                 chunk_size: int = 50_000, redact: Callable[[str], str] | None = None,
+                 themes: dict[str, Any] | None = None) -> Tally:
     """Write the HTML report for a file made by ``earshot score``; returns the counts shown.
     ``redact``: applied to every text the report quotes (``earshot.redaction.Redactor(kinds).redact``).
+    ``themes``: what ``earshot discover`` wrote for this file; adds the *New themes* section.
 
     The heads come from the file's columns (``NAME`` + ``NAME_score`` for a single head, ``NAME`` +
     ``NAME_scores`` for a multi head); ``model_config`` only adds the model's provenance.
@@ -253,12 +258,13 @@ def build_report(scored: Path, output: Path, model_config: EarshotConfig | None 
     for chunk in read_chunks(scored, chunk_size):
         tally.add(chunk, text_column, date_column, by, offset)
         offset += len(chunk)
-    write_text_atomic(output, _render(tally, scored, model_config, date_column, by, title, redact))
+    write_text_atomic(output, _render(tally, scored, model_config, date_column, by, title, redact, themes))
     return tally
 
 
 def _render(tally: Tally, scored: Path, config: EarshotConfig | None, date_column: str | None, by: str | None,
-            heading_text: str | None, redact: Callable[[str], str] | None = None) -> str:
+            heading_text: str | None, redact: Callable[[str], str] | None = None,
+            themes: dict[str, Any] | None = None) -> str:
     heads = tally.heads
     moods = [label for label, _ in tally.single[heads.mood].most_common()] if heads.mood else [NO_LABEL]
     scored_rows = tally.rows - tally.errors
@@ -277,6 +283,8 @@ def _render(tally: Tally, scored: Path, config: EarshotConfig | None, date_colum
         sections.append(_trend_section(tally, date_column))
     if by:
         sections.append(_segment_section(tally, by, moods))
+    if themes is not None:
+        sections.append(_themes_section(themes, redact))
     sections.append(_examples_section(tally, redact))
     sections.append(_provenance_section(tally, scored, config))
     heading = html.escape(heading_text or f"Voice of the Customer: {scored.name}")
@@ -295,6 +303,7 @@ h1 {{ margin-bottom: .2rem; }} h2 {{ border-bottom: 1px solid #ddd; padding-bott
 table {{ border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }}
 td, th {{ border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; }}
 th {{ background: #f4f4f4; }} img {{ max-width: 100%; }} .note {{ color: #666; font-size: .85rem; }}
+mark {{ background: #fde68a; padding: 0 .1rem; }}
 .score {{ display: inline-block; min-width: 2.6rem; color: #666; font-variant-numeric: tabular-nums; }}
 li {{ margin: .25rem 0; }}
 </style></head><body>
@@ -341,14 +350,54 @@ def _examples_section(tally: Tally, redact: Callable[[str], str] | None = None) 
         for label, _ in tally.ranked(head):
             seen: set[str] = set()
             items = []
-            for score, _, text in sorted(tally.examples[head][label], reverse=True):
+            for score, _, text, spans in sorted(tally.examples[head][label], reverse=True):
                 if text not in seen and len(items) < TOP_TEXTS:
                     seen.add(text)
-                    shown = redact(text) if redact is not None else text
-                    items.append(f"<li><span class='score'>{score:.2f}</span> {html.escape(shown)}</li>")
+                    items.append(f"<li><span class='score'>{score:.2f}</span> {_quote(text, spans, redact)}</li>")
             quotes.append(f"<h3>{html.escape(title(head))}: {html.escape(label)}</h3><ul>{''.join(items)}</ul>")
     return ("<section id='examples'><h2>Most representative texts</h2><p class='note'>The texts the model is most "
-            "confident about for each label.</p>" + "".join(quotes) + "</section>")
+            "confident about for each label; marked: the words its answer depends on, when the file was scored "
+            "with <code>--explain</code>.</p>" + "".join(quotes) + "</section>")
+
+
+def _themes_section(themes: dict[str, Any], redact: Callable[[str], str] | None) -> str:
+    """What customers complain about that no label names (``earshot discover``), biggest first."""
+    new = [theme for theme in themes.get("themes", []) if not theme.get("covered_by")]
+    if not new:
+        return ("<section id='new-themes'><h2>New themes</h2><p>No theme outside the labels among "
+                f"{themes.get('considered', 0)} unexplained negative texts.</p></section>")
+    rows = [[theme["name"], theme["size"], f"{theme['share_of_negative']:.1%}", ", ".join(theme["keywords"][:6])]
+            for theme in new]
+    quotes = "".join(f"<h3>{html.escape(theme['name'])}</h3><ul>" + "".join(
+        f"<li>{html.escape(redact(text) if redact is not None else text)}</li>" for text in theme["examples"][:TOP_TEXTS])
+        + "</ul>" for theme in new)
+    return ("<section id='new-themes'><h2>New themes</h2><p class='note'>Negative texts that no label explains, "
+            "grouped by <code>earshot discover</code>: candidates for new labels.</p>"
+            + _table(["theme", "texts", "share of negative texts", "keywords"], rows) + quotes + "</section>")
+
+
+def _evidence_cell(frame: pd.DataFrame, column: str, position: int) -> dict[str, list[dict]]:
+    """A row's ``NAME_evidence`` (written by ``earshot score --explain``), or nothing."""
+    if column not in frame:
+        return {}
+    cell = frame[column].iloc[position]
+    return json.loads(cell) if isinstance(cell, str) and cell else {}
+
+
+def _quote(text: str, spans: tuple, redact: Callable[[str], str] | None) -> str:
+    """The text as HTML, its evidence spans marked, every piece redacted when asked."""
+    pieces, last = [], 0
+    for start, end in sorted(spans):
+        if start < last or end > len(text):
+            continue
+        pieces += [(text[last:start], False), (text[start:end], True)]
+        last = end
+    pieces.append((text[last:], False))
+    out = []
+    for piece, marked in pieces:
+        shown = html.escape(redact(piece) if redact is not None and piece else piece)
+        out.append(f"<mark>{shown}</mark>" if marked else shown)
+    return "".join(out)
 
 
 def _provenance_section(tally: Tally, scored: Path, config: EarshotConfig | None) -> str:

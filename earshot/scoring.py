@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from earshot.model import EarshotModel, Head, HeadPrediction
+from earshot.model.explain import Explainer, evidence_dicts
 from earshot.training.data import DataError
 
 from .files import write_text_atomic
@@ -35,16 +36,18 @@ from .tables import count_rows, join_parts, read_chunks, read_columns, table_for
 logger = logging.getLogger(__name__)
 
 
-def prediction_columns(heads: list[Head]) -> list[str]:
+def prediction_columns(heads: list[Head], explain: bool = False) -> list[str]:
     """The columns scoring adds: per single head ``NAME`` (label) and ``NAME_score``; per multi head
     ``NAME`` (labels at or over threshold, ';'-joined) and ``NAME_scores`` (JSON, every label);
+    with ``explain``, per head ``NAME_evidence`` (JSON: each answered label's evidence spans);
     then ``model_version`` and ``error``.
 
     Example:
         >>> prediction_columns([Head("sentiment", "single", ["neg", "pos"]), Head("pain_points", "multi", ["late"])])
         ['sentiment', 'sentiment_score', 'pain_points', 'pain_points_scores', 'model_version', 'error']
     """
-    return [*(column for head in heads for column in head.behaviour.columns(head)), "model_version", "error"]
+    return [*(column for head in heads for column in head.behaviour.columns(head)),
+            *([f"{head.name}_evidence" for head in heads] if explain else []), "model_version", "error"]
 
 
 @dataclass
@@ -55,12 +58,13 @@ class ScoreSummary:
     resumed_rows: int = 0
 
 
-def check_text_column(columns: list[str], text_column: str, source: str, heads: list[Head]) -> None:
+def check_text_column(columns: list[str], text_column: str, source: str, heads: list[Head],
+                      explain: bool = False) -> None:
     """A DataError naming the missing text column, the columns found and the flag; or clashing names."""
     if text_column not in columns:
         raise DataError(f"{source}: no text column {text_column!r}. Found columns: {columns}. "
                         "Pass --text-column NAME to use another column.")
-    clashes = [c for c in prediction_columns(heads) if c in columns]
+    clashes = [c for c in prediction_columns(heads, explain) if c in columns]
     if clashes:
         raise DataError(f"{source}: already has column(s) {clashes}, which scoring adds; rename or drop them "
                         "first so that no input value is overwritten")
@@ -78,8 +82,10 @@ def text_problem(value: Any) -> str | None:
 
 
 def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
-                batch_size: int | None = None) -> pd.DataFrame:
+                batch_size: int | None = None, explain: bool = False) -> pd.DataFrame:
     """The frame with the prediction columns added; rows whose text cannot be scored get an ``error``.
+    ``explain``: also each answered label's evidence (``earshot.model.explain``; a text of n words is
+    scored n + 1 times).
 
     This is the one place that turns model predictions into table columns: the local engine and the
     Ray engine both call it.
@@ -94,6 +100,13 @@ def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
             answers[i] = prediction[head.name]
         for column, values in head.behaviour.cells(head, answers).items():
             scored[column] = values
+    if explain:
+        found = Explainer(model).explain([frame[text_column].iat[i] for i in good], predictions)
+        for head in model.config.heads:
+            cells: list[str | None] = [None] * len(frame)
+            for i, evidence in zip(good, found):
+                cells[i] = json.dumps(evidence_dicts(evidence)[head.name], ensure_ascii=False)
+            scored[f"{head.name}_evidence"] = cells
     scored["model_version"] = [model.version if problem is None else None for problem in problems]
     scored["error"] = problems
     return scored
@@ -101,7 +114,7 @@ def score_frame(model: EarshotModel, frame: pd.DataFrame, text_column: str,
 
 def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_column: str = "text",
                chunk_size: int = 4096, batch_size: int | None = None, progress: bool = True,
-               resume: bool = False) -> ScoreSummary:
+               resume: bool = False, explain: bool = False) -> ScoreSummary:
     """Score a whole file; see the module docstring for how crashes and ``resume`` are handled."""
     started = time.monotonic()
     if chunk_size < 1:
@@ -111,9 +124,9 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
     out_format = table_format(output_path)
     table_format(input_path)
     columns = read_columns(input_path)
-    check_text_column(columns, text_column, str(input_path), model.config.heads)
+    check_text_column(columns, text_column, str(input_path), model.config.heads, explain)
     work = _work_dir(output_path)
-    manifest = _manifest(model, input_path, text_column, out_format)
+    manifest = {**_manifest(model, input_path, text_column, out_format), "explain": explain}
     done = _prepare_work_dir(work, manifest, resume)
     total = count_rows(input_path)
     parts = [_part_path(work, number, out_format) for number in range(len(done))]
@@ -125,7 +138,7 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
         number = len(parts)
         part = _part_path(work, number, out_format)
         parts.append(part)
-        scored = score_frame(model, chunk, text_column, batch_size=batch_size)
+        scored = score_frame(model, chunk, text_column, batch_size=batch_size, explain=explain)
         write_part(scored, part, out_format)
         chunk_errors = int(scored["error"].notna().sum())
         _record_part(work, number, len(chunk), chunk_errors)
@@ -135,7 +148,8 @@ def score_file(model: EarshotModel, input_path: Path, output_path: Path, text_co
     bar.close()
     if not parts:  # an input with a header and no rows still gives an output with every column
         part = _part_path(work, 0, out_format)
-        write_part(pd.DataFrame(columns=[*columns, *prediction_columns(model.config.heads)]), part, out_format)
+        write_part(pd.DataFrame(columns=[*columns, *prediction_columns(model.config.heads, explain)]), part,
+                   out_format)
         parts.append(part)
     join_parts(parts, output_path, out_format)
     shutil.rmtree(work, ignore_errors=True)

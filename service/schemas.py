@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 
 class FeedbackItem(BaseModel):
@@ -23,6 +23,8 @@ class FeedbackItem(BaseModel):
     metadata: dict[str, str | int | float | bool | None] | None = Field(
         default=None, description="channel, customer tier, ticket id...: routing rules can match it, deliveries "
                                   "carry it, and it is kept with the item when it is queued for review")
+    explain: bool = Field(default=False, description="add `evidence` to every answered label: the words the "
+                                                      "answer depends on (the text is scored once per word)")
     created_at: datetime | None = Field(
         default=None, description="when the customer wrote it (ISO 8601; default: when it arrived): spike alerts "
                                   "count it in its hour")
@@ -35,9 +37,28 @@ class FeedbackItem(BaseModel):
         return text
 
 
+class Evidence(BaseModel):
+    """A span of the text as sent (character offsets, end exclusive) and how much the label's score fell
+    when the model read the text without it."""
+
+    start: int
+    end: int
+    text: str
+    weight: float
+
+
 class LabelScore(BaseModel):
     label: str
     score: float
+    evidence: list[Evidence] | None = Field(
+        default=None, description="with \"explain\": true, at most three spans, best first (left out otherwise)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_evidence(self, handler):
+        data = handler(self)
+        if data.get("evidence") is None:
+            data.pop("evidence", None)
+        return data
 
 
 class HeadAnswer(BaseModel):

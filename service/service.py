@@ -31,6 +31,7 @@ from earshot.loop.corrections import check_labels
 from earshot.loop.registry import Registry
 from earshot.loop.store import Correction, FeedbackStore, text_hash
 from earshot.model import EarshotModel, ModelFront, Prediction
+from earshot.model.explain import Explainer, evidence_dicts
 from earshot.routing.dispatch import Dispatch
 from earshot.routing.router import RoutedItem, purge_routed
 
@@ -91,6 +92,7 @@ def build_service(settings: Settings) -> Any:
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
             self.review_redact = _review_redactor(settings.review_redact)
+            self.review_purpose = settings.review_purpose
             self.dispatch = self._start_dispatch() if settings.routes else None
             self._stop = threading.Event()
             if self.store is not None and settings.retention_days:
@@ -143,8 +145,9 @@ def build_service(settings: Settings) -> Any:
                 self.capture.offer(texts, predictions, model.version or "", [item.id for item in items],
                                    {head.name: head.thresholds for head in model.config.heads},
                                    [item.metadata for item in items])
-            answers = [_classification(item, prediction, model.version or "")
-                       for item, prediction in zip(items, predictions)]
+            evidence = _evidence(items, model, predictions)
+            answers = [_classification(item, prediction, model.version or "", evidence.get(number))
+                       for number, (item, prediction) in enumerate(zip(items, predictions))]
             if self.dispatch is not None:
                 # committed before the answers go out: a crash after this cannot lose a delivery
                 self.dispatch.record([_routed(item, answer) for item, answer in zip(items, answers)])
@@ -248,9 +251,28 @@ def build_service(settings: Settings) -> Any:
     return Earshot
 
 
-def _classification(item: FeedbackItem, prediction: Prediction, version: str) -> Classification:
+def _evidence(items: list[FeedbackItem], model: EarshotModel | ModelFront,
+              predictions: list[Prediction]) -> dict[int, dict]:
+    """Occlusion evidence for the items that ask for it, by position."""
+    asked = [number for number, item in enumerate(items) if item.explain]
+    if not asked:
+        return {}
+    if not isinstance(model, EarshotModel):
+        raise bentoml.exceptions.InvalidArgument(
+            "explain needs the network in the API's process: serve without --api-workers to explain answers")
+    found = Explainer(model).explain([items[n].text for n in asked], [predictions[n] for n in asked])
+    return dict(zip(asked, (evidence_dicts(one) for one in found)))
+
+
+def _classification(item: FeedbackItem, prediction: Prediction, version: str,
+                    evidence: dict | None = None) -> Classification:
+    heads = {name: answer.to_dict() for name, answer in prediction.heads.items()}
+    if evidence is not None:
+        for name, answer in heads.items():
+            for entry in answer["labels"]:
+                entry["evidence"] = evidence[name][entry["label"]]
     return Classification(id=item.id, model_version=version, truncated=prediction.truncated,
-                          heads={name: HeadAnswer(**answer.to_dict()) for name, answer in prediction.heads.items()})
+                          heads={name: HeadAnswer(**answer) for name, answer in heads.items()})
 
 
 def _review_redactor(kinds: tuple[str, ...]) -> Any:

@@ -22,6 +22,7 @@
 | EARSHOT_FEEDBACK_DB         | (none: nothing stored) | SQLite file or SQLAlchemy URL of the feedback store  |
 | EARSHOT_RETENTION_DAYS      | (none: kept)           | delete stored feedback older than this (checked hourly) |
 | EARSHOT_ROUTES              | (none)                 | routing rules and spike alerts (YAML); needs EARSHOT_FEEDBACK_DB, which holds the outbox |
+| EARSHOT_REVIEW_PURPOSE      | fix                    | the review queue's default order: fix (likely wrong answers first) or teach (what teaches the retrain most) |
 | EARSHOT_REVIEW_REDACT       | (none: as written)     | comma-separated kinds the review page hides: email, phone, card, iban, url, person |
 | EARSHOT_CAPTURE_MARGIN      | 0.2                    | queue answers whose best label leads by less         |
 | EARSHOT_CAPTURE_CONFIDENCE  | 0.5                    | queue single-head answers less sure than this        |
@@ -68,6 +69,13 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default, float, 0.0, 1.0)
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+    return value
+
+
 def _kinds(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated redaction kinds, checked (a ValueError names an unknown one)."""
     raw = [kind.strip() for kind in env.get(name, "").split(",") if kind.strip()]
@@ -104,6 +112,7 @@ class Settings:
     retention_days: int | None = None
     routes: str | None = None
     review_redact: tuple[str, ...] = ()
+    review_purpose: str = "fix"
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review_similar: float = SIMILAR_ABOVE
     # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
@@ -160,6 +169,7 @@ class Settings:
             retention_days=_int(env, "EARSHOT_RETENTION_DAYS", 0) if env.get("EARSHOT_RETENTION_DAYS") else None,
             routes=env.get("EARSHOT_ROUTES") or None,
             review_redact=_kinds(env, "EARSHOT_REVIEW_REDACT"),
+            review_purpose=_choice(env, "EARSHOT_REVIEW_PURPOSE", ("fix", "teach"), "fix"),
             review_similar=_number(env, "EARSHOT_REVIEW_SIMILAR", SIMILAR_ABOVE, float, 0.01, 1.0),
             capture=CapturePolicy(
                 margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),

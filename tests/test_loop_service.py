@@ -75,7 +75,18 @@ def test_answers_are_queued_and_corrections_checked(loop_server) -> None:
         # The page's order is the store's: uncertainty first, near-duplicates behind (tests/test_loop.py).
         assert [item["item"] for item in queue] == [item.item for item in FeedbackStore.open(store).queue(50)]
         assert queue[0]["answer"]["sentiment"]["scores"].keys() == {"negative", "neutral", "positive"}
+        evidence = http.get(f"/review/evidence?item={queue[0]['item']}").json()
+        assert evidence["text"] == queue[0]["text"]
+        assert set(evidence["evidence"]["sentiment"]) == {queue[0]["answer"]["sentiment"]["labels"][0]["label"]}
+        for spans in (s for labels in evidence["evidence"].values() for s in labels.values()):
+            assert all(evidence["text"][e["start"]:e["end"]] == e["text"] for e in spans)
+        assert http.get("/review/evidence?item=999999").status_code == 404
+        assert http.get("/review/evidence?item=x").status_code == 400
         assert http.get("/review/queue?limit=0").status_code == 400
+        assert http.get("/review/queue?purpose=guess").status_code == 400
+        taught = http.get("/review/queue?limit=50&purpose=teach").json()["items"]
+        assert sorted(item["item"] for item in taught) == sorted(item["item"] for item in queue)
+        assert [item["item"] for item in taught] == [item.item for item in FeedbackStore.open(store).teaching_queue(50)]
 
         unknown = http.post("/corrections", json={"items": [{"id": "t0", "labels": {"sentiment": "furious"}}]})
         assert unknown.status_code == 400 and "unknown label 'furious' for head 'sentiment'" in unknown.text
@@ -284,12 +295,26 @@ def test_a_reviewer_corrects_with_the_keyboard_in_headless_chromium(tiny_base: P
             tools.wait_for("document.querySelector('#counts').textContent.includes('2 waiting')")
             first = tools.wait_for("document.querySelector('#text').textContent")
             assert first in TEXTS[:2]
+            # The words the answer depends on are marked, the text itself unchanged.
+            item = next(i for i in httpx.get(f"http://127.0.0.1:{port}/review/queue", headers=AUTH,
+                                             timeout=10).json()["items"] if i["text"] == first)
+            marked = {span["text"] for labels in httpx.get(
+                f"http://127.0.0.1:{port}/review/evidence?item={item['item']}", headers=AUTH, timeout=30
+            ).json()["evidence"].values() for spans in labels.values() for span in spans}
+            assert marked, "the tiny model's answer depends on no word of the text"
+            shown = tools.wait_for("[...document.querySelectorAll('#text mark')].map((m) => m.textContent)")
+            assert set(shown) == marked and tools.evaluate("document.querySelector('#text').textContent") == first
             # The second-ranked sentiment label, chosen with the key "2", then Enter submits.
             second = tools.evaluate("document.querySelectorAll('#heads label[data-head=\"sentiment\"]')[1]"
                                     ".dataset.label")
             tools.press("2")
             assert tools.evaluate("document.querySelector('#heads label.on[data-head=\"sentiment\"]').dataset.label"
                                   ) == second
+            # A label the model lacks (a discovered theme), typed in the pain points' search box.
+            tools.evaluate("document.querySelector('.search[data-head=\"pain_points\"]').focus()")
+            tools.call("Input.insertText", text="wifi on board")
+            tools.press("Enter")
+            tools.wait_for("document.querySelector('#heads label.on[data-label=\"wifi on board\"]') !== null")
             tools.press("Enter")
             tools.wait_for("document.querySelector('#counts').textContent.includes('1 reviewed, 1 waiting')")
             assert tools.evaluate("document.querySelector('#text').textContent") != first
@@ -301,3 +326,4 @@ def test_a_reviewer_corrects_with_the_keyboard_in_headless_chromium(tiny_base: P
     [correction] = FeedbackStore.open(store).corrections()
     assert correction.text == first and correction.labels["sentiment"] == second
     assert isinstance(correction.labels["pain_points"], list)  # every head, in its shape
+    assert "wifi on board" in correction.labels["pain_points"]  # sent with allow_new_labels

@@ -137,3 +137,28 @@ def test_report_with_redact_quotes_no_personal_data(scored: Path, tmp_path: Path
     assert "pat.lee@example.org" in plain.read_text()
     page = redacted.read_text()
     assert "pat.lee@example.org" not in page and "555 2671" not in page and "&lt;EMAIL&gt;" in page
+
+
+def test_report_marks_the_evidence_of_an_explained_file(scored: Path, tmp_path: Path) -> None:
+    frame = pd.read_parquet(scored)
+    frame["pain_points_evidence"] = [json.dumps({"lost_item": [{"start": 3, "end": 6, "text": "bag", "weight": 0.4}]})
+                                     if text.startswith("my bag") else None for text in frame["text"]]
+    frame.to_parquet(scored)
+    out = tmp_path / "report.html"
+    assert main(["report", str(scored), "-o", str(out)]) == 0
+    assert "my <mark>bag</mark> never arrived &lt;script&gt;" in out.read_text()
+
+
+def test_report_shows_the_new_themes_that_discover_found(scored: Path, tmp_path: Path) -> None:
+    themes = tmp_path / "themes.json"
+    themes.write_text(json.dumps({"considered": 40, "themes": [
+        {"name": "wifi / train", "size": 12, "share_of_negative": 0.25, "keywords": ["wifi", "train"],
+         "examples": ["no wifi on the train <b>"], "covered_by": None},
+        {"name": "late / flight", "size": 9, "share_of_negative": 0.2, "keywords": ["late"],
+         "examples": ["late again"], "covered_by": "late"}]}))
+    out = tmp_path / "report.html"
+    assert main(["report", str(scored), "-o", str(out), "--themes", str(themes)]) == 0
+    page = out.read_text()
+    section = page[page.index("id='new-themes'"):page.index("id='examples'")]
+    assert "wifi / train" in section and "25.0%" in section and "no wifi on the train &lt;b&gt;" in section
+    assert "late / flight" not in section  # covered by a label: not new

@@ -208,3 +208,20 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tiny_model: Ears
     assert "already scored" in finished.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(resumed), pd.read_parquet(straight))
     assert len(pd.read_parquet(resumed)) == 6000
+
+
+def test_explain_adds_each_heads_evidence_column(tiny_model: EarshotModel, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    texts = ["my bag is lost and the crew was rude", "", "late again"]
+    pd.DataFrame({"text": texts}).to_csv(source, index=False)
+    out = tmp_path / "out.csv"
+    score_file(tiny_model, source, out, progress=False, explain=True)
+    scored = pd.read_csv(out, keep_default_na=False)
+    assert list(scored.columns) == ["text", *prediction_columns(tiny_model.config.heads, explain=True)]
+    assert scored["sentiment_evidence"].iloc[1] == ""  # a row that could not be scored has none
+    evidence = json.loads(scored["sentiment_evidence"].iloc[0])
+    assert list(evidence) == [scored["sentiment"].iloc[0]]  # the answered label, and only it
+    for span in evidence[scored["sentiment"].iloc[0]]:
+        assert texts[0][span["start"]:span["end"]] == span["text"]
+    pains = json.loads(scored["pain_points_evidence"].iloc[0])
+    assert sorted(pains) == sorted(label for label in scored["pain_points"].iloc[0].split(";") if label)

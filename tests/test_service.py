@@ -92,6 +92,21 @@ def test_http_classify_and_model_info(client: TestClient, served) -> None:
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
 
 
+def test_http_explain_adds_evidence_spans_to_every_answered_label(client: TestClient) -> None:
+    text = "my bag is lost and the crew was rude"
+    body = client.post("/classify", json={"items": [{"text": text, "explain": True}, {"text": text}]}).json()
+    explained, plain = body
+    assert explained["heads"]["sentiment"]["scores"] == pytest.approx(plain["heads"]["sentiment"]["scores"])
+    for head in explained["heads"].values():
+        for entry in head["labels"]:
+            assert len(entry["evidence"]) <= 3
+            for span in entry["evidence"]:
+                assert text[span["start"]:span["end"]] == span["text"] and span["weight"] > 0
+            assert [s["weight"] for s in entry["evidence"]] == sorted((s["weight"] for s in entry["evidence"]),
+                                                                    reverse=True)
+    assert all("evidence" not in entry for head in plain["heads"].values() for entry in head["labels"])
+
+
 @pytest.mark.parametrize("payload, status, location", [
     ({"items": [{"text": "fine"}, {"text": "   "}]}, 400, ["items", 1, "text"]),
     ({"items": [{"text": "fine"}, {"id": "x"}]}, 400, ["items", 1, "text"]),

@@ -202,6 +202,29 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return connection.scalar(sa.select(items_table.c.text).where(items_table.c.item == item))
 
+    def teaching_queue(self, limit: int = 50) -> list[QueuedItem]:
+        """Items waiting for review whose corrections teach the next retrain most (``earshot.loop.teach``):
+        one per k-means cluster of the waiting texts' vectors, the cluster's most uncertain, biggest
+        clusters first; items without a vector follow by priority."""
+        from .teach import teach_order
+
+        waiting = (sa.select(items_table).where(items_table.c.state == QUEUED)
+                   .order_by(items_table.c.priority.desc(), items_table.c.created_at.desc()).limit(_SCAN_LIMIT))
+        with self.engine.connect() as connection:
+            items = [_item(row) for row in connection.execute(waiting).mappings()]
+        with_vector = [item for item in items if item.vector is not None]
+        dimensions = {len(item.vector) for item in with_vector}
+        if len(dimensions) > 1:  # two models' vectors do not compare: the current model's length wins
+            common = len(with_vector[0].vector)
+            with_vector = [item for item in with_vector if len(item.vector) == common]
+        chosen: list[QueuedItem] = []
+        if with_vector:
+            order = teach_order(np.stack([item.vector for item in with_vector]),
+                                np.array([item.priority for item in with_vector]), limit)
+            chosen = [with_vector[i] for i in order]
+        taken = {item.item for item in chosen}
+        return chosen + [item for item in items if item.item not in taken][: limit - len(chosen)]
+
     def queue(self, limit: int = 50) -> list[QueuedItem]:
         """Items waiting for review, most valuable first: highest priority (uncertainty), then newest,
         except that an item close to one listed before it or reviewed lately (cosine of the answering

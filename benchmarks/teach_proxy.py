@@ -1,0 +1,206 @@
+"""Which review order teaches the next model most, across data shapes? A proxy of the review loop.
+
+Per set and seed: the rows are split into test rows (at most ``--test`` rows) and a pool; from the pool
+``--per-label`` labelled rows per label (the cold start) and a stream of ``--stream`` other texts.
+"The model" is a logistic regression on frozen all-MiniLM-L6-v2 vectors of the labelled rows (one per
+label for multi-label sets, threshold 0.5); its probabilities on the stream give each text's
+uncertainty. Each policy picks ``budget`` stream texts, their gold labels join the labelled rows, the
+regression is fitted again and scored on the test rows (top-1; micro-F1 for multi-label sets). Random
+is the mean of three draws. The real loop (``benchmarks/closed_loop.py``) fine-tunes the encoder and
+takes hours per set; this proxy keeps its selection problem and replaces the retrain.
+
+Policies: ``random``; ``uncertainty`` (the fix purpose's order); ``density`` (uncertainty times the mean
+cosine to the 20 nearest stream texts); ``mix`` (half uncertainty, half random); ``teach``
+(``earshot.loop.teach.teach_order``: k-means, the most uncertain item per cluster).
+
+    python benchmarks/teach_proxy.py --data ../shared/data --seed 1 2 3 --budget 150 500 [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from earshot.loop.teach import teach_order  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Shape:
+    files: tuple[str, ...]
+    label_column: str
+    multi: bool
+
+
+SETS = {
+    "hint3": Shape(("hint3/train.csv",), "label", False),
+    "clinc150": Shape(("clinc150/train.csv",), "intent", False),
+    "nlupp": Shape(("nlupp/train.csv",), "intents", True),
+    "mams": Shape(("mams/train.csv", "mams/validation.csv"), "pain_points", True),
+    "banking77": Shape(("banking77/train.csv",), "category", False),
+}
+POLICIES = ("random", "uncertainty", "density", "mix", "teach")
+
+
+def load(data: Path, shape: Shape, limit: int) -> tuple[list[str], list[list[str]]]:
+    frame = pd.concat([pd.read_csv(data / name, keep_default_na=False) for name in shape.files], ignore_index=True)
+    frame = frame.sample(n=min(limit, len(frame)), random_state=0).reset_index(drop=True)
+    labels = [[x for x in str(cell).split(";") if x] if shape.multi else [str(cell)] for cell in frame[shape.label_column]]
+    return frame["text"].astype(str).tolist(), labels
+
+
+def embed(texts: list[str], cache: Path) -> np.ndarray:
+    if cache.is_file():
+        return np.load(cache)
+    from earshot.training.audit import embed_texts
+
+    vectors = embed_texts("sentence-transformers/all-MiniLM-L6-v2", texts)
+    np.save(cache, vectors)
+    return vectors
+
+
+def matrix(labels: list[list[str]], names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    out = np.zeros((len(labels), len(names)), dtype=int)
+    for row, found in enumerate(labels):
+        for name in found:
+            out[row, index[name]] = 1
+    return out
+
+
+class Proxy:
+    """The logistic-regression stand-in for a trained model, single- or multi-label."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, multi: bool) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self.multi = multi
+        if multi:
+            self.models = [LogisticRegression(C=3.0, max_iter=1000).fit(x, y[:, j]) if 0 < y[:, j].sum() < len(y)
+                           else float(y[:, j].mean()) for j in range(y.shape[1])]
+        else:
+            self.model = LogisticRegression(C=3.0, max_iter=1000).fit(x, y.argmax(axis=1))
+            self.columns = y.shape[1]
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        if self.multi:
+            return np.stack([m.predict_proba(x)[:, 1] if not isinstance(m, float) else np.full(len(x), m)
+                             for m in self.models], axis=1)
+        out = np.zeros((len(x), self.columns))
+        out[:, self.model.classes_] = self.model.predict_proba(x)
+        return out
+
+    def uncertainty(self, x: np.ndarray) -> np.ndarray:
+        p = self.proba(x)
+        if self.multi:
+            return 1.0 - 2.0 * np.abs(p - 0.5).min(axis=1)
+        top = np.sort(p, axis=1)
+        return 1.0 - (top[:, -1] - top[:, -2])
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        p = self.proba(x)
+        if not self.multi:
+            return float((p.argmax(axis=1) == y.argmax(axis=1)).mean())
+        predicted = p >= 0.5
+        tp = (predicted & (y == 1)).sum()
+        return float(2 * tp / max(predicted.sum() + y.sum(), 1))
+
+
+def cold_start(y: np.ndarray, pool: np.ndarray, per_label: int, rng: np.random.Generator) -> np.ndarray:
+    chosen: list[int] = []
+    for j in range(y.shape[1]):
+        having = [i for i in pool[rng.permutation(len(pool))] if y[i, j] and i not in chosen]
+        chosen += having[:per_label]
+    return np.array(sorted(set(chosen)))
+
+
+def pick(policy: str, x: np.ndarray, uncertainty: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    if policy == "random":
+        return rng.choice(len(x), size=budget, replace=False)
+    if policy == "uncertainty":
+        return np.argsort(-uncertainty, kind="stable")[:budget]
+    if policy == "density":
+        similarity = x @ x.T
+        density = np.sort(similarity, axis=1)[:, -21:-1].mean(axis=1)
+        return np.argsort(-(uncertainty * density), kind="stable")[:budget]
+    if policy == "mix":
+        first = np.argsort(-uncertainty, kind="stable")[: budget // 2]
+        rest = np.setdiff1d(np.arange(len(x)), first)
+        return np.concatenate([first, rng.choice(rest, size=budget - len(first), replace=False)])
+    return np.array(teach_order(x, uncertainty, budget, seed=int(rng.integers(1 << 30))))
+
+
+def run_set(name: str, shape: Shape, data: Path, seeds: list[int], budgets: list[int], args: argparse.Namespace
+            ) -> list[dict]:
+    texts, labels = load(data, shape, args.rows)
+    names = sorted({label for found in labels for label in found})
+    x = embed(texts, Path(args.cache) / f"{name}-{len(texts)}.npy")
+    y = matrix(labels, names)
+    results = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(texts))
+        test, pool = order[: min(args.test, len(texts) // 4)], order[min(args.test, len(texts) // 4):]
+        start = cold_start(y, pool, args.per_label, rng)
+        stream = np.setdiff1d(pool, start)
+        stream = stream[rng.permutation(len(stream))][: args.stream]
+        model = Proxy(x[start], y[start], shape.multi)
+        before = model.score(x[test], y[test])
+        uncertainty = model.uncertainty(x[stream])
+        wrong = (model.proba(x[stream]).argmax(axis=1) != y[stream].argmax(axis=1)) if not shape.multi else \
+            ((model.proba(x[stream]) >= 0.5) != (y[stream] == 1)).any(axis=1)
+        for budget in budgets:
+            row = {"set": name, "seed": seed, "budget": budget, "before": before, "labelled": len(start),
+                   "stream": len(stream)}
+            for policy in POLICIES:
+                draws = 3 if policy in ("random", "mix") else 1
+                scores, wrong_share = [], []
+                for _ in range(draws):
+                    positions = pick(policy, x[stream], uncertainty, budget, rng)
+                    both = np.concatenate([start, stream[positions]])
+                    scores.append(Proxy(x[both], y[both], shape.multi).score(x[test], y[test]))
+                    wrong_share.append(float(wrong[positions].mean()))
+                row[policy] = statistics.mean(scores)
+                row[f"{policy}_wrong"] = statistics.mean(wrong_share)
+            results.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seed", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--budget", type=int, nargs="+", default=[150, 500])
+    parser.add_argument("--per-label", type=int, default=8)
+    parser.add_argument("--stream", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=1500)
+    parser.add_argument("--rows", type=int, default=8000, help="rows read per set (a seeded sample)")
+    parser.add_argument("--cache", default="/tmp/teach-proxy", help="folder for the sets' vectors")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    results = [row for name in args.sets for row in run_set(name, SETS[name], args.data, args.seed, args.budget, args)]
+    print("\nmean over seeds, points over random (top-1; micro-F1 for nlupp and mams):")
+    for name in args.sets:
+        for budget in args.budget:
+            rows = [r for r in results if r["set"] == name and r["budget"] == budget]
+            gaps = {p: 100 * statistics.mean(r[p] - r["random"] for r in rows) for p in POLICIES if p != "random"}
+            print(f"{name:10s} {budget:4d}: random {statistics.mean(r['random'] for r in rows):.3f}; "
+                  + ", ".join(f"{p} {g:+.1f}" for p, g in gaps.items()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
