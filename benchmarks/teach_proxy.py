@@ -11,7 +11,8 @@ takes hours per set; this proxy keeps its selection problem and replaces the ret
 
 Policies: ``random``; ``uncertainty`` (the fix purpose's order); ``density`` (uncertainty times the mean
 cosine to the 20 nearest stream texts); ``mix`` (half uncertainty, half random); ``teach``
-(``earshot.loop.teach.teach_order``: k-means, the most uncertain item per cluster).
+(``earshot.loop.teach.teach_order``: k-means, the most uncertain item per cluster); ``cover`` (each
+cluster's most central text); ``cover_unsure`` (the two alternating over clusters).
 
     python benchmarks/teach_proxy.py --data ../shared/data --seed 1 2 3 --budget 150 500 [--json out.json]
 """
@@ -31,7 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from earshot.loop.teach import teach_order  # noqa: E402
+from earshot.loop.teach import kmeans, teach_order  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ SETS = {
     "mams": Shape(("mams/train.csv", "mams/validation.csv"), "pain_points", True),
     "banking77": Shape(("banking77/train.csv",), "category", False),
 }
-POLICIES = ("random", "uncertainty", "density", "mix", "teach")
+POLICIES = ("random", "uncertainty", "density", "mix", "teach", "cover", "cover_unsure")
 
 
 def load(data: Path, shape: Shape, limit: int) -> tuple[list[str], list[list[str]]]:
@@ -136,7 +137,22 @@ def pick(policy: str, x: np.ndarray, uncertainty: np.ndarray, budget: int, rng: 
         first = np.argsort(-uncertainty, kind="stable")[: budget // 2]
         rest = np.setdiff1d(np.arange(len(x)), first)
         return np.concatenate([first, rng.choice(rest, size=budget - len(first), replace=False)])
-    return np.array(teach_order(x, uncertainty, budget, seed=int(rng.integers(1 << 30))))
+    if policy == "teach":
+        return np.array(teach_order(x, uncertainty, budget, seed=int(rng.integers(1 << 30))))
+    # cover: each k-means cluster's text nearest its centre; cover_unsure: that for half the clusters,
+    # the least sure text for the other half
+    assigned = kmeans(x, budget, seed=int(rng.integers(1 << 30)))
+    chosen = []
+    for number, cluster in enumerate(np.unique(assigned)):
+        members = np.flatnonzero(assigned == cluster)
+        centre = x[members].mean(axis=0)
+        if policy == "cover_unsure" and number % 2:
+            chosen.append(members[uncertainty[members].argmax()])
+        else:
+            chosen.append(members[(x[members] @ centre).argmax()])
+    taken = set(chosen)
+    rest = [i for i in np.argsort(-uncertainty, kind="stable") if i not in taken]  # clusters that ended empty
+    return np.array(chosen + rest[: budget - len(chosen)])
 
 
 def run_set(name: str, shape: Shape, data: Path, seeds: list[int], budgets: list[int], args: argparse.Namespace
@@ -159,6 +175,9 @@ def run_set(name: str, shape: Shape, data: Path, seeds: list[int], budgets: list
         wrong = (model.proba(x[stream]).argmax(axis=1) != y[stream].argmax(axis=1)) if not shape.multi else \
             ((model.proba(x[stream]) >= 0.5) != (y[stream] == 1)).any(axis=1)
         for budget in budgets:
+            if budget > 0.8 * len(stream):  # too few texts left to choose from: every policy takes nearly all
+                print(f"{name} seed {seed}: budget {budget} skipped, the stream has {len(stream)} texts", flush=True)
+                continue
             row = {"set": name, "seed": seed, "budget": budget, "before": before, "labelled": len(start),
                    "stream": len(stream)}
             for policy in POLICIES:
@@ -195,6 +214,8 @@ def main() -> None:
     for name in args.sets:
         for budget in args.budget:
             rows = [r for r in results if r["set"] == name and r["budget"] == budget]
+            if not rows:
+                continue
             gaps = {p: 100 * statistics.mean(r[p] - r["random"] for r in rows) for p in POLICIES if p != "random"}
             print(f"{name:10s} {budget:4d}: random {statistics.mean(r['random'] for r in rows):.3f}; "
                   + ", ".join(f"{p} {g:+.1f}" for p, g in gaps.items()))
