@@ -5,10 +5,10 @@ are negative and carry no label of ``--head`` (or every scored row, ``--all``), 
 a sentence encoder, reduces the vectors (PCA), clusters them with scikit-learn's HDBSCAN (a theme is
 a dense group; the rest is noise) and names each theme by class-based TF-IDF: the words frequent in
 the theme and rare in the others (BERTopic's c-TF-IDF). Themes whose keywords and centres are near
-each other merge. Each theme gets its size, its share of the negative rows, representative texts (the
-nearest to its centre), its trend by ``--date-column``, the 0-based rows of the scored file it holds,
-and, when one label of the head is carried by at least half of its rows (``--all``) or sits nearest
-its centre by a wide margin, the label that already covers it.
+each other merge. Each theme gets its size, its share of the negative rows, representative texts (the nearest
+to its centre), its trend by ``--date-column``, the 0-based rows of the scored file it holds, the label
+of the head its rows carry most (with ``--all``; the rows considered otherwise carry none) and, when at
+least half of its rows carry it, that label as the one that already covers it.
 
 Why not BERTopic itself: it brings UMAP, numba and sentence-transformers for what scikit-learn's
 HDBSCAN, PCA and a count matrix do here; the measured quality on the shared sets is in
@@ -163,7 +163,10 @@ def cluster(vectors: np.ndarray, config: DiscoverConfig, count: int) -> list[np.
     reduced = PCA(n_components=dimensions, random_state=config.seed).fit_transform(vectors)
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     smallest = config.min_theme or max(10, round(0.01 * count))
-    labels = HDBSCAN(min_cluster_size=smallest, min_samples=max(2, smallest // 2), copy=True).fit_predict(reduced)
+    settings = {"min_cluster_size": smallest, "min_samples": max(2, smallest // 2), "copy": True}
+    labels = HDBSCAN(**settings).fit_predict(reduced)
+    if (labels < 0).all():  # no split at all: the rows may be one theme, which HDBSCAN allows only when asked
+        labels = HDBSCAN(**settings, allow_single_cluster=True).fit_predict(reduced)
     return [np.flatnonzero(labels == value) for value in sorted(set(labels) - {-1})]
 
 
@@ -177,7 +180,10 @@ def ctfidf_keywords(documents: Sequence[Sequence[str]], top: int) -> list[list[s
     joined = [" ".join(group) for group in documents]
     vectorizer = CountVectorizer(stop_words="english", ngram_range=(1, 2), min_df=1,
                                  preprocessor=lambda text: URL_OR_HANDLE.sub(" ", text.lower()))
-    counts = vectorizer.fit_transform(joined).toarray().astype(float)
+    try:
+        counts = vectorizer.fit_transform(joined).toarray().astype(float)
+    except ValueError:  # nothing but stop words, handles and digits: no keyword to give
+        return [[] for _ in documents]
     words = vectorizer.get_feature_names_out()
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))

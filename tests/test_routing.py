@@ -128,9 +128,13 @@ def exercise_outbox(outbox: Outbox) -> None:
     assert [d.payload["n"] for d in first] == [1, 2]
     second = outbox.claim(5, lease_seconds=30, now=1001.0)
     assert [d.payload["n"] for d in second] == [3]  # leased ones are not handed out twice
-    assert [d.payload["n"] for d in outbox.claim(5, 30, now=1031.0)] == [1, 2]  # the lease ran out: again
-    outbox.mark_sent([first[0].delivery_id])
-    assert outbox.mark_failed(first[1], "HTTP 500", policy, now=1031.0) == PENDING
+    again = outbox.claim(5, 30, now=1031.0)
+    assert [d.payload["n"] for d in again] == [1, 2]  # the lease ran out: handed out again
+    outbox.mark_sent(again[0])
+    assert outbox.mark_failed(again[1], "HTTP 500", policy, now=1031.0) == PENDING
+    # the first sender's late outcome changes nothing: 1 stays sent, 2 keeps one failed try
+    assert outbox.mark_failed(first[0], "timeout", policy, now=1032.0) == SENT
+    assert outbox.mark_failed(first[1], "timeout", policy, now=1032.0) == PENDING
     assert [d.payload["n"] for d in outbox.claim(5, 30, now=1035.0)] == [3]  # 2 backs off until 1041
     retried = outbox.claim(5, 30, now=1042.0)
     assert [(d.payload["n"], d.attempts) for d in retried] == [(2, 1)]
@@ -363,3 +367,53 @@ def test_the_service_dispatch_raises_a_spike_alert_from_its_housekeeping(tmp_pat
     assert [(d.kind, d.payload["label"], d.payload["window"]["count"]) for d in alerts] == [
         ("spike", "Billing and charges", 30)]
     dispatch.close()
+
+
+def test_field_values_compare_as_yaml_means_them() -> None:
+    rules = parse_rules("routes:\n  - name: r\n    when: {fields: {vip: [yes], tier: [1.0]}}\n"
+                        "    send: {webhook: http://x/y}\n", HEADS)
+    assert [r.name for r in rules.matching({}, {"vip": True, "tier": 1})] == ["r"]
+    assert rules.matching({}, {"vip": False, "tier": 1}) == [] and rules.matching({}, {"vip": True, "tier": 2}) == []
+
+
+def test_a_route_name_outside_ascii_is_sent_and_marked(tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        rules = parse_rules(f"routes:\n  - name: remboursé\n    when: {{pain_points: [Delays]}}\n"
+                            f"    send: {{webhook: {receiver.url}}}\n", HEADS)
+        outbox = Outbox.open(tmp_path / "feedback.db")
+        Router(rules, outbox).record([RoutedItem("k", "late", "v", answer("negative", {"Delays": 0.9}))])
+        assert Sender(outbox, rules.delivery).drain(wait_seconds=10)["sent"] == 1
+    assert receiver.received[0][0]["X-Earshot-Rule"] == "rembours%C3%A9"
+
+
+def test_a_redacting_route_sends_no_evidence_of_the_unredacted_text(tmp_path: Path) -> None:
+    rules = parse_rules("routes:\n  - name: r\n    when: {pain_points: [Delays]}\n    send: {webhook: http://x/y}\n"
+                        "    redact: [email]\n", HEADS)
+    router = Router(rules, Outbox.open(tmp_path / "feedback.db"))
+    heads = answer("negative", {"Delays": 0.9})
+    heads["pain_points"]["labels"][0]["evidence"] = [{"start": 8, "end": 20, "text": "jo@mail.com", "weight": 0.5}]
+    router.record([RoutedItem("k", "late to jo@mail.com", "v", heads)])
+    payload = json.dumps(router.outbox.deliveries()[0].payload)
+    assert "jo@mail.com" not in payload and "evidence" not in payload
+
+
+def test_a_burst_across_two_window_buckets_raises_one_alert(tmp_path: Path) -> None:
+    router = Router(parse_rules(SPIKES, HEADS), Outbox.open(tmp_path / "feedback.db"))
+    now = 1_800_000_000.0  # a multiple of the hour: checks a minute apart see windows starting in two buckets
+    stream(router.spikes, now, {"Delays": 20, "Billing and charges": 12}, {"Billing and charges": 36})
+    assert router.check_spikes(now - 60) + router.check_spikes(now + 60) == 1
+
+
+def test_earshot_route_reads_missing_cells_of_a_jsonl_file_as_empty(tmp_path: Path, saved_tiny: Path) -> None:
+    scored = tmp_path / "scored.jsonl"
+    pd.DataFrame({"text": ["late again", "fine"], "sentiment": ["negative", None], "sentiment_score": [0.9, None],
+                  "pain_points": ["late", None], "pain_points_scores": [json.dumps({"late": 0.9}), None],
+                  "model_version": ["v1", None], "error": [None, "empty text"]}).to_json(scored, orient="records",
+                                                                                       lines=True)
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: late\n    when: {pain_points: [late]}\n    send: {webhook: http://x/y}\n")
+    db = tmp_path / "feedback.db"
+    assert main(["route", str(scored), "--routes", str(routes), "--feedback-db", str(db), "--model", str(saved_tiny),
+                 "--no-send"]) == 0
+    [delivery] = Outbox.open(db).deliveries()
+    assert delivery.payload["item"]["text"] == "late again" and delivery.payload["item"]["model_version"] == "v1"

@@ -99,13 +99,13 @@ def _scored_items(chunks: Iterator[pd.DataFrame], heads: list, args: argparse.Na
         items, errors = [], 0
         for row in chunk.to_dict("records"):
             number, row_number = row_number, row_number + 1
-            if str(row.get("error") or "").strip():
+            if _text(row.get("error")).strip():
                 errors += 1
                 continue
             caller_id = str(row[args.id_column]) if args.id_column else None
             text = str(row[args.text_column])
             key = f"row\0{caller_id if caller_id is not None else number}\0{text_hash(text)}"
-            items.append(RoutedItem(key=key, text=text, model_version=str(row.get("model_version") or ""),
+            items.append(RoutedItem(key=key, text=text, model_version=_text(row.get("model_version")),
                                     heads=_answer(row, heads), caller_id=caller_id,
                                     metadata={c: row[c] for c in args.metadata_columns} or None,
                                     created_at=time.time()))
@@ -119,16 +119,23 @@ def _answer(row: dict[str, Any], heads: list) -> dict[str, Any]:
         if head.name not in row:
             continue
         if f"{head.name}_score" in row:  # one label per text, and its score
-            label, score = str(row[head.name] or ""), _number(row[f"{head.name}_score"])
+            label, score = _text(row[head.name]), _number(row[f"{head.name}_score"])
             answer[head.name] = {"kind": head.kind, "labels": [{"label": label, "score": score}] if label else [],
                                  "scores": {label: score} if label else {}}
         else:  # labels over threshold, ';'-joined, and every label's score as JSON
-            scores = json.loads(row.get(f"{head.name}_scores") or "{}")
-            labels = [label for label in str(row[head.name] or "").split(";") if label]
+            scores = json.loads(_text(row.get(f"{head.name}_scores")) or "{}")
+            labels = [label for label in _text(row[head.name]).split(";") if label]
             answer[head.name] = {"kind": head.kind, "scores": scores,
                                  "labels": [{"label": label, "score": float(scores.get(label, math.nan))}
                                             for label in labels]}
     return answer
+
+
+def _text(value: Any) -> str:
+    """A cell as text: missing (None, NaN from a JSON or Parquet file) is empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 def _number(value: Any) -> float:

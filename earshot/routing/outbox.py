@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -83,6 +83,7 @@ class Delivery:
     created_at: float = field(default_factory=time.time)
     last_error: str | None = None
     sent_at: float | None = None
+    claim: str | None = None  # the lease this copy was handed out under (Outbox.claim)
 
     def summary(self) -> dict[str, Any]:
         """What ``earshot alerts list`` shows: everything but the payload (it holds feedback text)."""
@@ -143,26 +144,33 @@ class Outbox:
                                       .order_by(deliveries_table.c.next_attempt_at)).mappings().all()
         return [_delivery(row) for row in rows]
 
-    def mark_sent(self, ids: Iterable[str], now: float | None = None) -> None:
-        ids = list(ids)
-        if ids:
-            with self.engine.begin() as connection:
-                connection.execute(deliveries_table.update().where(deliveries_table.c.delivery_id.in_(ids)).values(
-                    state=SENT, sent_at=time.time() if now is None else now, claim=None, claimed_until=None,
-                    attempts=deliveries_table.c.attempts + 1, last_error=None))
+    def mark_sent(self, delivery: Delivery, now: float | None = None) -> None:
+        """Record that the receiver took ``delivery`` (a 2xx answer)."""
+        with self.engine.begin() as connection:
+            connection.execute(deliveries_table.update().where(
+                deliveries_table.c.delivery_id == delivery.delivery_id, deliveries_table.c.state == PENDING).values(
+                state=SENT, sent_at=time.time() if now is None else now, claim=None, claimed_until=None,
+                attempts=deliveries_table.c.attempts + 1, last_error=None))
 
     def mark_failed(self, delivery: Delivery, error: str, policy: DeliveryPolicy, now: float | None = None) -> str:
         """Count a failed try: retry after the policy's backoff, or dead after its last attempt. Returns
-        the delivery's new state."""
+        the delivery's new state. A copy whose lease ran out and was handed to another sender changes
+        nothing (that sender's outcome counts, whether it sent it or not)."""
         now = time.time() if now is None else now
         attempts = delivery.attempts + 1
         state = DEAD if attempts >= policy.max_attempts else PENDING
         with self.engine.begin() as connection:
-            connection.execute(deliveries_table.update().where(
-                deliveries_table.c.delivery_id == delivery.delivery_id).values(
+            changed = connection.execute(deliveries_table.update().where(
+                deliveries_table.c.delivery_id == delivery.delivery_id, deliveries_table.c.state == PENDING,
+                deliveries_table.c.claim == delivery.claim).values(
                 state=state, attempts=attempts, next_attempt_at=now + policy.backoff(attempts), claim=None,
-                claimed_until=None, last_error=error[:500]))
-        return state
+                claimed_until=None, last_error=error[:500])).rowcount
+        return state if changed else SENT if self._state(delivery.delivery_id) == SENT else PENDING
+
+    def _state(self, identifier: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.scalar(sa.select(deliveries_table.c.state).where(
+                deliveries_table.c.delivery_id == identifier))
 
     def retry(self, ids: Sequence[str] | None = None, now: float | None = None) -> int:
         """Dead deliveries (all, or those of ``ids``) back to pending, due now, attempts from zero."""
@@ -216,6 +224,14 @@ class Outbox:
         with self.engine.connect() as connection:
             return [_delivery(row) for row in connection.execute(statement).mappings()]
 
+    def alerted_since(self, rule: str, label: str, since: float) -> bool:
+        """Whether ``rule`` raised an alert for ``label`` at or after ``since`` (spikes keep the label in
+        ``item_id``)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(sa.select(sa.func.count()).select_from(deliveries_table).where(
+                deliveries_table.c.rule == rule, deliveries_table.c.kind == "spike",
+                deliveries_table.c.item_id == label, deliveries_table.c.created_at >= since)) > 0
+
     def next_due(self) -> float | None:
         """When the earliest pending delivery is due (None: nothing pending)."""
         with self.engine.connect() as connection:
@@ -247,4 +263,5 @@ def _delivery(row: Any) -> Delivery:
     return Delivery(delivery_id=row["delivery_id"], rule=row["rule"], kind=row["kind"],
                     target=Target(row["channel"], row["url"], row["secret_env"]), payload=json.loads(row["payload"]),
                     item_id=row["item_id"], state=row["state"], attempts=row["attempts"],
-                    created_at=row["created_at"], last_error=row["last_error"], sent_at=row["sent_at"])
+                    created_at=row["created_at"], last_error=row["last_error"], sent_at=row["sent_at"],
+                    claim=row["claim"])

@@ -68,7 +68,10 @@ class Router:
         """Record an alert for every label that spikes now; returns how many were new."""
         if self.spikes is None:
             return 0
-        found = self.spikes.check(now)
+        now = time.time() if now is None else now
+        # a burst lasts: one alert per rule and label within a window, however often the check runs
+        found = [spike for spike in self.spikes.check(now)
+                 if not self.outbox.alerted_since(spike.rule.name, spike.label, now - spike.rule.window_s)]
         return self.outbox.add([spike.delivery(self._redactor(spike.rule.redact)) for spike in found])
 
     def _delivery(self, route: Route, item: RoutedItem) -> Delivery:
@@ -78,9 +81,10 @@ class Router:
         metadata = dict(item.metadata) if item.metadata is not None else None
         if redact and metadata is not None:
             metadata = {key: redact(value) if isinstance(value, str) else value for key, value in metadata.items()}
+        heads = _without_evidence(item.heads) if redact else dict(item.heads)
         payload = {"delivery_id": identifier, "route": route.name,
                    "item": {"id": item.caller_id, "text": text, "model_version": item.model_version,
-                            "heads": dict(item.heads), "metadata": metadata},
+                            "heads": heads, "metadata": metadata},
                    "created_at": datetime.fromtimestamp(item.created_at, tz=timezone.utc).isoformat(timespec="seconds")}
         return Delivery(identifier, route.name, "route", route.target, payload, item_id=item.caller_id,
                         created_at=time.time())
@@ -116,3 +120,10 @@ def purge_routed(engine: sa.Engine, older_than_days: float | None = None) -> dic
         statement = statement.where(events_table.c.created_at < time.time() - older_than_days * 86400)
     with engine.begin() as connection:
         return {"deliveries": deliveries, "label_events": connection.execute(statement).rowcount}
+
+
+def _without_evidence(heads: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer without evidence spans: their texts and offsets are the unredacted text's."""
+    return {name: {**answer, "labels": [{k: v for k, v in entry.items() if k != "evidence"}
+                                        for entry in answer.get("labels", [])]}
+            for name, answer in heads.items()}

@@ -291,7 +291,10 @@ class _Reader:
             raise self.fail(node, f"send of {where} needs exactly one of webhook: or slack:")
         url_node = send[channels[0]]
         url = self.scalar(url_node, f"{channels[0]} of {where}")
-        parts = urlparse(url)
+        try:
+            parts = urlparse(url)
+        except ValueError as error:
+            raise self.fail(url_node, f"{channels[0]} of {where} is not a URL ({error}): {url!r}") from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise self.fail(url_node, f"{channels[0]} of {where} must be an http:// or https:// URL, got {url!r}")
         secret_env = self.scalar(send["secret_env"], f"secret_env of {where}") if "secret_env" in send else None
@@ -326,7 +329,9 @@ class _Reader:
         fields = {}
         if "fields" in when:
             for key, value in self.mapping(when["fields"], f"fields of {where}").items():
-                fields[key] = frozenset(_field_text(text) for text, _ in self.strings(value, f"field {key!r}"))
+                self.strings(value, f"field {key!r}")  # each a non-empty value
+                nodes = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                fields[key] = frozenset(_field_text(yaml.SafeLoader("").construct_object(node)) for node in nodes)
         if not labels and not fields:
             raise self.fail(spec["when"], f"when of {where} names no head and no field: it would send every answer")
         min_score = self.number(when["min_score"], f"min_score of {where}", 0.0, 1.0) if "min_score" in when else 0.0
@@ -378,7 +383,10 @@ class _Reader:
 
 
 def _field_text(value: Any) -> str:
-    """Metadata values compare as text, booleans as YAML writes them (true/false)."""
+    """Metadata and rule values compare as text: booleans as true/false (YAML's yes, on, True too), a
+    whole number the same whether written 1 or 1.0."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)

@@ -22,10 +22,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
+from urllib.parse import quote
 
 import httpx
 
-from .outbox import DEAD, Delivery, Outbox
+from .outbox import DEAD, SENT, Delivery, Outbox
 from .rules import DeliveryPolicy
 
 logger = logging.getLogger("earshot.routing")
@@ -45,7 +46,7 @@ def request_parts(delivery: Delivery, now: float | None = None) -> tuple[bytes, 
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     timestamp = str(int(time.time() if now is None else now))
     headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.delivery_id,
-               "X-Earshot-Delivery": delivery.delivery_id, "X-Earshot-Rule": delivery.rule,
+               "X-Earshot-Delivery": delivery.delivery_id, "X-Earshot-Rule": quote(delivery.rule, safe=""),
                "X-Earshot-Timestamp": timestamp, "User-Agent": "earshot-webhooks"}
     secret = delivery.target.secret()
     if secret is not None:
@@ -79,8 +80,9 @@ class Sender:
         # One claim takes `rounds` x `concurrency` deliveries (two database writes per claim, not per
         # delivery); its lease outlasts sending them all at the timeout, and is what a delivery waits
         # after its sender is killed mid-claim.
+        # httpx's timeout bounds connecting, writing and reading each: one POST may take three of them.
         self.batch = concurrency * rounds
-        self.lease_seconds = rounds * policy.timeout_seconds + 5
+        self.lease_seconds = rounds * 3 * policy.timeout_seconds + 5
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="earshot-send")
 
     def close(self) -> None:
@@ -94,23 +96,28 @@ class Sender:
         outcome = {"sent": 0, "retrying": 0, "dead": 0}
         if not claimed:
             return outcome
-        errors = list(self._pool.map(self._post, claimed))
-        self.outbox.mark_sent([d.delivery_id for d, error in zip(claimed, errors) if error is None])
-        outcome["sent"] = sum(error is None for error in errors)
-        for delivery, error in zip(claimed, errors):
-            if error is not None:
-                state = self.outbox.mark_failed(delivery, error, self.policy)
-                outcome["dead" if state == DEAD else "retrying"] += 1
-                log = logger.warning if state == DEAD else logger.info
-                log("delivery %s of %s to %s failed (try %d): %s%s", delivery.delivery_id, delivery.rule,
-                    delivery.target.url, delivery.attempts + 1, error, "; dead" if state == DEAD else "")
+        for state in self._pool.map(self._deliver, claimed):
+            outcome[state] += 1
         return outcome
+
+    def _deliver(self, delivery: Delivery) -> str:
+        """POST one delivery and record the outcome at once (not after the whole batch: a slow receiver
+        must not keep the others' leases running)."""
+        error = self._post(delivery)
+        if error is None:
+            self.outbox.mark_sent(delivery)
+            return "sent"
+        state = self.outbox.mark_failed(delivery, error, self.policy)
+        log = logger.warning if state == DEAD else logger.info
+        log("delivery %s of %s to %s failed (try %d): %s%s", delivery.delivery_id, delivery.rule,
+            delivery.target.url, delivery.attempts + 1, error, "; dead" if state == DEAD else "")
+        return "dead" if state == DEAD else "sent" if state == SENT else "retrying"
 
     def _post(self, delivery: Delivery) -> str | None:
         body, headers = request_parts(delivery)
         try:
             response = self.client.post(delivery.target.url, content=body, headers=headers)
-        except httpx.HTTPError as error:
+        except Exception as error:  # noqa: BLE001 - any failure of one POST is that delivery's failed try
             return f"{type(error).__name__}: {error}"
         if 200 <= response.status_code < 300:
             return None

@@ -96,7 +96,9 @@ class Spike:
                    "baseline": {"seconds": self.rule.baseline_s, "count": self.baseline_count},
                    "expected": round(self.expected, 3), "ratio": round(self.ratio, 3), "p_value": self.p_value,
                    "examples": examples, "created_at": _iso(time.time())}
-        return Delivery(identifier, self.rule.name, "spike", self.rule.target, payload)
+        # created at the check's time (the window's end), which the next checks compare with
+        return Delivery(identifier, self.rule.name, "spike", self.rule.target, payload, item_id=self.label,
+                        created_at=self.window_start + self.rule.window_s)
 
 
 class SpikeWatch:
