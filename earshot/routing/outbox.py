@@ -144,28 +144,49 @@ class Outbox:
                                       .order_by(deliveries_table.c.next_attempt_at)).mappings().all()
         return [_delivery(row) for row in rows]
 
-    def mark_sent(self, delivery: Delivery, now: float | None = None) -> None:
-        """Record that the receiver took ``delivery`` (a 2xx answer)."""
+    def record(self, outcomes: Sequence[tuple[Delivery, str | None]], policy: DeliveryPolicy,
+               now: float | None = None) -> list[str]:
+        """Record what became of claimed deliveries, in one transaction (one commit per claimed batch,
+        not per delivery: the service's requests write to the same database): ``None`` for a 2xx answer,
+        else the error of a failed try, retried after the policy's backoff or dead after its last attempt.
+        A copy whose lease ran out and was handed to another sender changes nothing (that sender's outcome
+        counts). Returns each delivery's state afterwards."""
+        now = time.time() if now is None else now
+        states: dict[str, str] = {}
         with self.engine.begin() as connection:
-            connection.execute(deliveries_table.update().where(
-                deliveries_table.c.delivery_id == delivery.delivery_id, deliveries_table.c.state == PENDING).values(
-                state=SENT, sent_at=time.time() if now is None else now, claim=None, claimed_until=None,
-                attempts=deliveries_table.c.attempts + 1, last_error=None))
+            by_claim: dict[str | None, list[str]] = {}
+            for delivery, error in outcomes:
+                if error is None:
+                    by_claim.setdefault(delivery.claim, []).append(delivery.delivery_id)
+            for claim, ids in by_claim.items():  # the sent ones: one statement per claimed batch
+                connection.execute(deliveries_table.update().where(
+                    deliveries_table.c.delivery_id.in_(ids), deliveries_table.c.state == PENDING,
+                    deliveries_table.c.claim == claim).values(
+                    state=SENT, sent_at=now, attempts=deliveries_table.c.attempts + 1, claim=None,
+                    claimed_until=None, last_error=None))
+            for delivery, error in outcomes:
+                if error is None:
+                    continue
+                attempts = delivery.attempts + 1
+                state = DEAD if attempts >= policy.max_attempts else PENDING
+                connection.execute(deliveries_table.update().where(
+                    deliveries_table.c.delivery_id == delivery.delivery_id, deliveries_table.c.state == PENDING,
+                    deliveries_table.c.claim == delivery.claim).values(
+                    state=state, attempts=attempts, next_attempt_at=now + policy.backoff(attempts), claim=None,
+                    claimed_until=None, last_error=error[:500]))
+            ids = [delivery.delivery_id for delivery, _ in outcomes]
+            if ids:
+                states = dict(connection.execute(sa.select(deliveries_table.c.delivery_id, deliveries_table.c.state)
+                                                 .where(deliveries_table.c.delivery_id.in_(ids))).tuples().all())
+        return [states.get(delivery.delivery_id, PENDING) for delivery, _ in outcomes]
+
+    def mark_sent(self, delivery: Delivery, now: float | None = None) -> str:
+        """Record that the receiver took ``delivery`` (a 2xx answer); see :meth:`record`."""
+        return self.record([(delivery, None)], DeliveryPolicy(), now)[0]
 
     def mark_failed(self, delivery: Delivery, error: str, policy: DeliveryPolicy, now: float | None = None) -> str:
-        """Count a failed try: retry after the policy's backoff, or dead after its last attempt. Returns
-        the delivery's new state. A copy whose lease ran out and was handed to another sender changes
-        nothing (that sender's outcome counts, whether it sent it or not)."""
-        now = time.time() if now is None else now
-        attempts = delivery.attempts + 1
-        state = DEAD if attempts >= policy.max_attempts else PENDING
-        with self.engine.begin() as connection:
-            changed = connection.execute(deliveries_table.update().where(
-                deliveries_table.c.delivery_id == delivery.delivery_id, deliveries_table.c.state == PENDING,
-                deliveries_table.c.claim == delivery.claim).values(
-                state=state, attempts=attempts, next_attempt_at=now + policy.backoff(attempts), claim=None,
-                claimed_until=None, last_error=error[:500])).rowcount
-        return state if changed else SENT if self._state(delivery.delivery_id) == SENT else PENDING
+        """Count a failed try of ``delivery``; see :meth:`record`."""
+        return self.record([(delivery, error)], policy, now)[0]
 
     def _state(self, identifier: str) -> str | None:
         with self.engine.connect() as connection:
