@@ -227,11 +227,9 @@ def _report(args: argparse.Namespace) -> None:
     from earshot.model import read_config
     from earshot.report import build_report
 
-    redact = None
-    if args.redact:
-        from earshot.redaction import Redactor, check_kinds
+    from earshot.redaction import redactor
 
-        redact = Redactor(check_kinds(args.redact, "--redact")).redact
+    redact = redactor(args.redact, "--redact")
     tally = build_report(args.scored, args.output, model_config=read_config(args.model), text_column=args.text_column,
                          date_column=args.date_column, by=args.by, title=args.title, redact=redact,
                          themes=json.loads(args.themes.read_text(encoding="utf-8")) if args.themes else None)

@@ -75,6 +75,18 @@ _MASTERCARD_2_SERIES = r"\b(2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720))[- ]?(\d{4})[- ]
 Finder = Callable[[str], list[tuple[int, int]]]
 
 
+def redactor(kinds: Iterable[str] | None, where: str = "redact") -> Callable[[str], str] | None:
+    """``Redactor(kinds).redact`` for the kinds asked for (checked, errors naming ``where``), or None
+    when nothing is to be hidden: what ``--redact`` flags and settings turn into.
+
+    Example:
+        >>> redactor(None) is None
+        True
+    """
+    kinds = list(kinds or [])
+    return Redactor(check_kinds(kinds, where)).redact if kinds else None
+
+
 def check_kinds(kinds: Iterable[str], where: str = "redact") -> tuple[str, ...]:
     """The kinds in ``KINDS`` order without repeats; a ValueError names any unknown one.
 

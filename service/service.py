@@ -32,6 +32,7 @@ from earshot.loop.registry import Registry
 from earshot.loop.store import Correction, FeedbackStore, text_hash
 from earshot.model import EarshotModel, ModelFront, Prediction
 from earshot.model.explain import Explainer, evidence_dicts
+from earshot.redaction import redactor
 from earshot.routing.dispatch import Dispatch
 from earshot.routing.router import RoutedItem, purge_routed
 
@@ -91,7 +92,7 @@ def build_service(settings: Settings) -> Any:
             self.store = (FeedbackStore.open(settings.feedback_db, similar_above=settings.review_similar)
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
-            self.review_redact = _review_redactor(settings.review_redact)
+            self.review_redact = redactor(settings.review_redact, "EARSHOT_REVIEW_REDACT")
             self.review_purpose = settings.review_purpose
             self.dispatch = self._start_dispatch() if settings.routes else None
             self._stop = threading.Event()
@@ -273,15 +274,6 @@ def _classification(item: FeedbackItem, prediction: Prediction, version: str,
                 entry["evidence"] = evidence[name][entry["label"]]
     return Classification(id=item.id, model_version=version, truncated=prediction.truncated,
                           heads={name: HeadAnswer(**answer) for name, answer in heads.items()})
-
-
-def _review_redactor(kinds: tuple[str, ...]) -> Any:
-    """What the review page's texts pass through: the identity unless redaction is asked for."""
-    if not kinds:
-        return None
-    from earshot.redaction import Redactor
-
-    return Redactor(kinds).redact
 
 
 def _routed(item: FeedbackItem, answer: Classification) -> RoutedItem:

@@ -103,7 +103,9 @@ def _export(args: argparse.Namespace) -> None:
         train, holdout = split_corrections(corrections, args.holdout_fraction)
         corrections = train if args.part == "train" else holdout
     heads = sorted({name for c in corrections for name in c.labels})
-    redact = _redactor(args.redact)
+    from earshot.redaction import redactor
+
+    redact = redactor(args.redact, "--redact") or str
     rows = [{"text": redact(c.text), **{head: _cell(c.labels.get(head, "")) for head in heads}, "id": c.caller_id,
              "reviewer": c.reviewer, "source": c.source, "created_at": c.created_at} for c in corrections]
     frame = pd.DataFrame(rows, columns=["text", *heads, "id", "reviewer", "source", "created_at"])
@@ -112,15 +114,6 @@ def _export(args: argparse.Namespace) -> None:
         write_part(frame, tmp, table_format(args.output))
     logger.info("%d corrections (%s) written to %s; train on them with --head NAME:KIND:NAME for each of %s",
                 len(frame), args.part, args.output, heads)
-
-
-def _redactor(kinds: list[str] | None) -> Any:
-    """``Redactor(kinds).redact``, or the identity when nothing is to be hidden."""
-    if not kinds:
-        return str
-    from earshot.redaction import Redactor, check_kinds
-
-    return Redactor(check_kinds(kinds, "--redact")).redact
 
 
 def _cell(value: Any) -> str:
