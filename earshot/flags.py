@@ -108,6 +108,8 @@ def add_config_flags(train: argparse.ArgumentParser) -> None:
     _config_flag(train, "--patience", type=int,
                  help="epochs without improvement before stopping; 0: never stop early; unset: a fifth of the epochs, "
                       "at least 2")
+    _config_flag(train, "--min-improvement", type=float,
+                 help="validation-score gain an epoch needs to reset the patience (a better epoch is kept anyway)")
     _config_flag(train, "--multi-label-loss-weight", "--pain-point-loss-weight", type=float,
                  help="weight of each multi head's loss against a single head's")
     _config_flag(train, "--ranking-loss-weight", "--pain-point-ranking-weight", type=float,
@@ -144,12 +146,13 @@ def column_mapping(args: argparse.Namespace) -> "ColumnMapping":
     return ColumnMapping(text=args.text_column, heads=tuple(heads), none_labels=tuple(args.none_label))
 
 
-def training_config(args: argparse.Namespace) -> "TrainingConfig":
-    """The TrainingConfig that the flags of ``add_training_flags`` set (the rest at its defaults)."""
+def training_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> "TrainingConfig":
+    """The TrainingConfig that the flags of ``add_training_flags`` set; the rest from ``defaults``, then the
+    config's own defaults."""
     from earshot.training import TrainingConfig
 
     settings = {name: getattr(args, name) for name in TrainingConfig.__dataclass_fields__ if hasattr(args, name)}
-    return TrainingConfig.from_dict({**settings, "output_dir": str(args.output)})
+    return TrainingConfig.from_dict({**(defaults or {}), **settings, "output_dir": str(args.output)})
 
 
 def data_sources(args: argparse.Namespace) -> "DataSources":

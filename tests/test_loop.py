@@ -379,6 +379,16 @@ def test_export_retrain_and_promote_commands(tiny_base: Path, feedback_csv: Path
 
     registry = tmp_path / "registry"
     assert main(["promote", version, "--registry", str(registry)]) == 0  # the first version needs no comparison
+    continued = tmp_path / "continued"
+    assert main(["retrain", "--data", str(feedback_csv), "--feedback-db", str(db), "--output", str(continued),
+                 "--from", "current", "--registry", str(registry), "--sentiment-column", "sentiment",
+                 "--pain-points-column", "pain_points", "--holdout-fraction", "0", "--no-progress"]) == 0
+    card = json.loads((continued / "config.json").read_text())["earshot"]
+    assert card["provenance"]["continued_from"] == version
+    assert card["base_model"].endswith(f"(earshot model {version})")
+    settings = card["provenance"]["config"]
+    # two new rows of the data's: a small share of the usual contrastive stage (at least 100 steps)
+    assert settings["recipe"] == "few-shot" and 0 < settings["contrastive_steps"] < 20
     other = saved_model(tiny_base, tmp_path / "other", 7)
     worse = {"candidate": version_id(other), "current": version, "rows": 10, "resamples": 10, "confidence": 0.95,
              "heads": {"sentiment": {"kind": "single", "macro_f1": {"delta": -0.05}}}}

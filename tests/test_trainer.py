@@ -136,6 +136,18 @@ def test_early_stopping_stops(tiny_base: Path, split, tmp_path: Path, monkeypatc
     assert result.epochs_run == 3 and result.best_epoch == 1
 
 
+def test_small_gains_keep_their_model_but_do_not_buy_more_epochs(tiny_base: Path, split, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    data, train, validation = split
+    scores = iter([0.5, 0.52, 0.6, 0.61, 0.615, 0.9])
+    monkeypatch.setattr(trainer_module, "validation_score", lambda metrics, heads: next(scores))
+    config = _config(tmp_path / "r", epochs=6, patience=2, min_improvement=0.05)
+    result = Trainer(_fresh(tiny_base, data), train, validation, config).train()
+    # 0.52 and 0.61 are kept as the best so far but count as bad epochs; 0.6 beats 0.5 by more than 0.05.
+    assert (result.epochs_run, result.best_epoch) == (5, 5)
+    assert result.best_score == pytest.approx(0.615)
+
+
 def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, tmp_path: Path) -> None:
     data, train, validation = split
     unlabelled = [type(e)(text=e.text, labels={**e.labels, "sentiment": None}, row=e.row) for e in train]
@@ -152,6 +164,7 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"learning_rate": 2.0}, r"learning_rate must be in \(0, 1\)"),
     ({"class_weighting": "auto"}, "class_weighting must be one of"),
     ({"patience": -1}, "patience must be 0"),
+    ({"min_improvement": 1.5}, r"min_improvement must be in \[0, 1\)"),
     ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
     ({"ranking_loss_weight": -1.0}, "ranking_loss_weight must be >= 0"),
     ({"save_dtype": "int8"}, "save_dtype must be one of"),

@@ -35,6 +35,9 @@ class TrainingState:
     # Seconds of training up to this state, summed over interrupted runs (checkpoints written before
     # this field existed read as 0).
     seconds: float = 0.0
+    # The validation score the patience counts from: the last epoch that beat it by more than the
+    # config's ``min_improvement`` (None in checkpoints written before the margin: the best score).
+    patience_reference: float | None = None
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

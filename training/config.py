@@ -11,6 +11,27 @@ RECIPES = ("auto", "fine-tune", "few-shot", "names")
 SAVE_DTYPES = ("float32", "float16")
 
 
+def continue_settings(new_rows: int, rows: int) -> dict[str, Any]:
+    """The settings of a retrain that starts from a trained model (``earshot retrain --from``), for
+    ``rows`` training rows of which ``new_rows`` the model has not trained on. Flags set by hand win.
+
+    Its encoder already sets apart the labels of the rows it saw, so the contrastive stage runs only the
+    new rows' share of its usual steps; the heads are refitted on its vectors, then polished for up to
+    12 epochs at the gentle rates, whatever the rows per label. Without the contrastive stage, MAMS
+    (60 labelled rows, 150 answers) lost 5 points; with the full stage the retrain cost 0.8 of one from
+    the base (docs/experiments.md, "What a retrain costs").
+
+    Example:
+        >>> continue_settings(150, 766)
+        {'recipe': 'few-shot', 'few_shot_epochs': 12, 'contrastive_steps': 47}
+    """
+    from .few_shot import default_contrastive_steps
+
+    share = new_rows / max(rows, 1)
+    return {"recipe": "few-shot", "few_shot_epochs": 12,
+            "contrastive_steps": round(default_contrastive_steps(rows) * share)}
+
+
 @dataclass
 class TrainingConfig:
     """How to fine-tune. Every field is checked in ``__post_init__``.
@@ -42,6 +63,9 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     # Epochs without improvement before stopping; None: a fifth of the planned epochs, at least 2.
     patience: int | None = None
+    # An epoch better than the best is kept whatever its gain, but resets the patience only when it
+    # beats the score the patience counts from by more than this (validation score, 0-1).
+    min_improvement: float = 0.0
     seed: int = 13
     class_weighting: str = "sqrt"
     max_pos_weight: float = 10.0
@@ -98,6 +122,8 @@ class TrainingConfig:
             raise ValueError("weight_decay must be >= 0, max_grad_norm > 0 and max_pos_weight >= 1")
         if self.multi_label_loss_weight <= 0:
             raise ValueError(f"multi_label_loss_weight must be > 0, got {self.multi_label_loss_weight!r}")
+        if not 0.0 <= self.min_improvement < 1.0:
+            raise ValueError(f"min_improvement must be in [0, 1), got {self.min_improvement!r}")
         if self.ranking_loss_weight < 0:
             raise ValueError(f"ranking_loss_weight must be >= 0, got {self.ranking_loss_weight!r}")
         if self.save_dtype not in SAVE_DTYPES:

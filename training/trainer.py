@@ -157,15 +157,20 @@ class Trainer:
         metrics, thresholds = self.evaluate_validation()
         score = validation_score(metrics, self.model.config.heads) if metrics else 0.0
         improved = score > state.best_score or not self.validation_examples
+        reference = state.best_score if state.patience_reference is None else state.patience_reference
+        # A better epoch's model is always kept; only a gain above the margin buys more epochs.
+        progressed = improved and (score > reference + self.config.min_improvement or not self.validation_examples)
         state.history.append({"epoch": epoch, "train_loss": train_loss, "validation_score": score,
                               **{f"{head}_{name}": metrics[head][name] for head in metrics
                                  for name in ("accuracy", "macro_f1", "micro_f1") if name in metrics[head]}})
         state.epoch = epoch
         if improved:
-            state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+            state.best_score, state.best_epoch = score, epoch
             self.model.set_thresholds(thresholds)
             self.model.config.metrics = {"validation": metrics}
             self.model.save_pretrained(self.checkpoint_dir / "best")
+        if progressed:
+            state.patience_reference, state.bad_epochs = score, 0
         else:
             state.bad_epochs += 1
         logger.info("epoch %d: loss %.4f, validation score %.4f%s", epoch, train_loss, score,

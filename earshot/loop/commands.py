@@ -51,6 +51,10 @@ def add_commands(commands: Any) -> None:
     retrain.add_argument("--feedback-db", required=True, help="the store holding the corrections")
     retrain.add_argument("--holdout-fraction", type=float, default=0.1, help=HOLDOUT_HELP)
     retrain.add_argument("--registry", type=Path, default=None, help="add the candidate to this registry")
+    retrain.add_argument("--from", dest="start_from", default=None, metavar="MODEL",
+                         help="start from this model (folder, a version id of --registry, or 'current'): its encoder, "
+                              "the new rows' share of the contrastive stage, heads refitted, up to 12 epochs of "
+                              "polish; default: from the base encoder")
     add_column_flags(retrain)
     retrain.set_defaults(handler=_retrain)
 
@@ -149,10 +153,14 @@ def _retrain(args: argparse.Namespace) -> None:
 
     from .corrections import merge_corrections, split_corrections
     from .registry import Registry
+    from earshot.model import ModelFront
+    from earshot.training.config import continue_settings
+
     from .store import FeedbackStore, text_hash, unique_corrections
 
-    config = training_config(args)
-    training = load_training_set(data_sources(args), config.seed)
+    registry = Registry(args.registry) if args.registry is not None else None
+    start = _start_folder(args.start_from, registry) if args.start_from is not None else None
+    training = load_training_set(data_sources(args), training_config(args).seed)
     heads, train_examples, validation_examples = training.heads, training.train, training.validation
     corrections = unique_corrections(FeedbackStore.open(args.feedback_db).corrections())
     train_corrections, holdout = split_corrections(corrections, args.holdout_fraction)
@@ -162,15 +170,28 @@ def _retrain(args: argparse.Namespace) -> None:
     held_out = {text_hash(c.text) for c in holdout}
     validation_examples = [e for e in validation_examples if text_hash(e.text) not in held_out]
     training = replace(training, heads=heads, train=train_examples, validation=validation_examples)
+    defaults = continue_settings(len(relevant), len(train_examples)) if start is not None else None
+    config = training_config(args, defaults)
     training.provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
+    options = fit_options(args)
+    if start is not None:
+        training.provenance["continued_from"] = ModelFront.from_pretrained(start).version
+        options["base_model"] = str(start)
     logger.info("retrain: %d base rows, %d corrections (%d of them change a base row's labels), %d held out; "
                 "%d training rows after removing duplicates", base_rows, len(relevant), changed, len(holdout),
                 len(train_examples))
-    fit(config, training, **fit_options(args))
-    if args.registry is not None:
-        version = Registry(args.registry).add(args.output)
+    fit(config, training, **options)
+    if registry is not None:
+        version = registry.add(args.output)
         logger.info("candidate %s added to %s; compare it, then `earshot promote %s --registry %s`", version,
                     args.registry, version, args.registry)
+
+
+def _start_folder(reference: str, registry: "Registry | None") -> Path:
+    """The model a retrain starts from: ``current`` (the registry's), a version id, or a folder."""
+    if reference == "current":
+        return _resolve(None, registry)
+    return _resolve(reference, registry)
 
 
 # ------------------------------------------------------------------------------------ compare, promote
