@@ -10,7 +10,7 @@ clients spread over ``--processes`` load processes. With ``--capture``, 1 and 2 
 without and with a feedback store (review capture on, every answer kept by its id: the most the
 store is asked to write), in alternating order: the median of the pairs' throughput with capture
 over without (target >= 0.9). With ``--routes FILE``, the same pairs with a feedback store on both
-sides and the routes file on one (its webhooks go to a receiver in this process: write the URL as
+sides and the routes file on one (its webhooks go to a receiver in its own process: write the URL as
 RECEIVER in the file).
 
     python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch] [--capture]
@@ -230,18 +230,19 @@ def paired_rounds(env: dict[str, str], texts: list[str], clients: int, per_clien
 
 def routes_rounds(env: dict[str, str], texts: list[str], args: argparse.Namespace) -> list[dict]:
     """``paired_rounds`` with a feedback store on both sides and the routes file on one, its webhook URL
-    (written RECEIVER in the file) pointing at a receiver in this process."""
+    (written RECEIVER in the file) pointing at a receiver in a process of its own (in this one it would
+    take the clients' interpreter lock: a cost of the benchmark, not of the server)."""
     sys.path.insert(0, str(ROOT))
-    from benchmarks.receiver import Receiver
+    from benchmarks.receiver import ReceiverProcess
 
-    with Receiver() as receiver, tempfile.TemporaryDirectory() as folder:
+    with ReceiverProcess() as receiver, tempfile.TemporaryDirectory() as folder:
         routes = Path(folder) / "routes.yaml"
         routes.write_text(args.routes.read_text().replace("RECEIVER", receiver.url))
         pairs = paired_rounds(env, texts, args.clients, args.requests_per_client, args.capture_rounds,
                               off={"EARSHOT_FEEDBACK_DB": "STORE"},
                               on={"EARSHOT_FEEDBACK_DB": "STORE", "EARSHOT_ROUTES": str(routes)})
         for pair in pairs:
-            pair["received"] = len(receiver.received)
+            pair["received"] = receiver.count()
     return pairs
 
 

@@ -25,6 +25,15 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real receivers: no connection and thread per POST
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                body = json.dumps({"received": len(receiver.received), "attempts": receiver.attempts}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
@@ -64,3 +73,40 @@ class Receiver:
     def bodies(self) -> list[dict]:
         with self._lock:
             return [body for _, body in self.received]
+
+
+class ReceiverProcess:
+    """A :class:`Receiver` in a process of its own, as a real receiver is: its work takes neither the
+    load generator's interpreter lock nor the server's. ``count()`` asks it how many POSTs it kept.
+
+    Example:
+        >>> with ReceiverProcess() as receiver:                    # doctest: +SKIP
+        ...     post_things(receiver.url); receiver.count()
+        12
+    """
+
+    def __enter__(self) -> "ReceiverProcess":
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True)
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"the receiver process did not start: {self.url!r}")
+        return self
+
+    def count(self) -> int:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url, timeout=10) as answer:
+            return int(json.loads(answer.read())["received"])
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    with Receiver() as running:
+        print(running.url, flush=True)
+        threading.Event().wait()

@@ -417,3 +417,62 @@ def test_earshot_route_reads_missing_cells_of_a_jsonl_file_as_empty(tmp_path: Pa
                  "--no-send"]) == 0
     [delivery] = Outbox.open(db).deliveries()
     assert delivery.payload["item"]["text"] == "late again" and delivery.payload["item"]["model_version"] == "v1"
+
+
+def test_the_sender_waits_for_deliveries_to_gather_unless_its_claim_was_full(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = Sender(Outbox.open(tmp_path / "f.db"), DeliveryPolicy(), concurrency=2, rounds=2)
+    claims = []
+
+    def send_due(now: float | None = None) -> dict[str, int]:
+        claims.append(time.monotonic())
+        return {"sent": 4 if len(claims) <= 3 else 1, "retrying": 0, "dead": 0}  # 3 full claims, then partial ones
+
+    monkeypatch.setattr(sender, "send_due", send_due)
+    stop = threading.Event()
+    worker = threading.Thread(target=sender.run, args=(stop,), kwargs={"idle_seconds": 0.2})
+    worker.start()
+    time.sleep(0.5)
+    stop.set()
+    worker.join()
+    sender.close()
+    # the full claims follow at once; after a partial one the sender waits, so one arrival is not one claim
+    assert claims[2] - claims[0] < 0.1
+    assert 4 <= len(claims) <= 8  # claiming at once after each would make thousands
+
+
+def test_a_group_commit_writes_waiting_callers_together_and_gives_each_the_outcome() -> None:
+    from earshot.routing.group_commit import GroupCommit
+
+    written: list[list[int]] = []
+
+    def write(rows: list[int]) -> int:
+        time.sleep(0.05)  # a commit's fsync: callers arriving meanwhile wait for the next one
+        if -1 in rows:
+            raise OSError("disk full")
+        written.append(rows)
+        return len(rows)
+
+    group = GroupCommit(write)
+    results: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            results[n] = group.submit([n, n + 100])
+        except OSError as error:
+            results[n] = error
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(row for rows in written for row in rows) == sorted([*range(20), *range(100, 120)])
+    assert len(written) < 20  # some commits served several callers
+    assert all(isinstance(results[n], int) and results[n] >= 2 for n in range(20))
+    with pytest.raises(OSError, match="disk full"):
+        group.submit([-1])
+    assert group.submit([7]) == 1  # a failed commit does not stop the writer
+    group.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        group.submit([8])

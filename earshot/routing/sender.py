@@ -119,8 +119,10 @@ class Sender:
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5,
             on_cycle: Callable[[], None] | None = None) -> None:
-        """Send until ``stop`` is set; when nothing is due, wait ``idle_seconds`` (or until the next
-        retry is due, if sooner). A database or network error is logged and the loop goes on."""
+        """Send until ``stop`` is set; after a claim that was not full, wait ``idle_seconds``. Under load
+        the deliveries then gather into full claims: each claim is two writes to the store, whose write
+        lock the service's requests also need, so claiming each delivery as it came slowed the requests
+        (docs/routing.md). A database or network error is logged and the loop goes on."""
         while not stop.is_set():
             try:
                 outcome = self.send_due()
@@ -129,7 +131,7 @@ class Sender:
             except Exception:  # noqa: BLE001 - the loop must outlive a database outage; logged with traceback
                 logger.exception("the delivery worker failed a round; trying again")
                 outcome = {}
-            if not any(outcome.values()):
+            if sum(outcome.values()) < self.batch:
                 stop.wait(idle_seconds)
 
     def drain(self, wait_seconds: float, idle_seconds: float = 0.5) -> dict[str, int]:
