@@ -149,13 +149,12 @@ def _stats(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- retrain
 def _retrain(args: argparse.Namespace) -> None:
     from earshot.flags import data_sources, fit_options, training_config
+    from earshot.model.modeling import version_id
+    from earshot.training.config import continue_settings
     from earshot.training.pipeline import fit, load_training_set
 
     from .corrections import merge_corrections, split_corrections
     from .registry import Registry
-    from earshot.model import ModelFront
-    from earshot.training.config import continue_settings
-
     from .store import FeedbackStore, text_hash, unique_corrections
 
     registry = Registry(args.registry) if args.registry is not None else None
@@ -175,7 +174,7 @@ def _retrain(args: argparse.Namespace) -> None:
     training.provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
     options = fit_options(args)
     if start is not None:
-        training.provenance["continued_from"] = ModelFront.from_pretrained(start).version
+        training.provenance["continued_from"] = version_id(start)
         options["base_model"] = str(start)
     logger.info("retrain: %d base rows, %d corrections (%d of them change a base row's labels), %d held out; "
                 "%d training rows after removing duplicates", base_rows, len(relevant), changed, len(holdout),
