@@ -24,8 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import quote
 
-import httpx
-
+from .http_post import KeepAliveClient
 from .outbox import DEAD, SENT, Delivery, Outbox
 from .rules import DeliveryPolicy
 
@@ -74,13 +73,13 @@ class Sender:
     """Sends due deliveries, ``concurrency`` at a time, each under a lease long enough for its timeout."""
 
     def __init__(self, outbox: Outbox, policy: DeliveryPolicy, concurrency: int = 8, rounds: int = 4,
-                 client: httpx.Client | None = None) -> None:
+                 client: KeepAliveClient | None = None) -> None:
         self.outbox, self.policy, self.concurrency = outbox, policy, concurrency
-        self.client = client or httpx.Client(timeout=policy.timeout_seconds, follow_redirects=False)
+        self.client = client or KeepAliveClient(timeout=policy.timeout_seconds)
         # One claim takes `rounds` x `concurrency` deliveries (two database writes per claim, not per
         # delivery); its lease outlasts sending them all at the timeout, and is what a delivery waits
         # after its sender is killed mid-claim.
-        # httpx's timeout bounds connecting, writing and reading each: one POST may take three of them.
+        # The timeout bounds connecting, writing and reading each: one POST may take three of them.
         self.batch = concurrency * rounds
         self.lease_seconds = rounds * 3 * policy.timeout_seconds + 5
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="earshot-send")
@@ -110,12 +109,12 @@ class Sender:
     def _post(self, delivery: Delivery) -> str | None:
         body, headers = request_parts(delivery)
         try:
-            response = self.client.post(delivery.target.url, content=body, headers=headers)
+            status = self.client.post(delivery.target.url, body, headers)
         except Exception as error:  # noqa: BLE001 - any failure of one POST is that delivery's failed try
             return f"{type(error).__name__}: {error}"
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"HTTP {response.status_code}"
+        return f"HTTP {status}"
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5,
             on_cycle: Callable[[], None] | None = None) -> None:
