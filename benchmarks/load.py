@@ -9,9 +9,9 @@ With ``--scale`` (for a GPU server), also 256 clients Ã— 1 text and 32 clients Ã
 clients spread over ``--processes`` load processes. With ``--capture``, 1 and 2 on pairs of servers
 without and with a feedback store (review capture on, every answer kept by its id: the most the
 store is asked to write), in alternating order: the median of the pairs' throughput with capture
-over without (target >= 0.9). With ``--routes FILE``, the same pairs with a feedback store on both
-sides and the routes file on one (its webhooks go to a receiver in its own process: write the URL as
-RECEIVER in the file).
+over without (target >= 0.9). With ``--routes FILE``, a feedback store on both sides and the routes
+file on one, both servers up at once and the loads alternating between them (``routes_rounds``; its
+webhooks go to a receiver in its own process: write the URL as RECEIVER in the file).
 
     python benchmarks/load.py [--requests-per-client 40] [--model DIR] [--backend auto --backend torch] [--capture]
                               [--routes benchmarks/routes-load.yaml]
@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGET = "earshot.service.service:Earshot"
 AIRLINE = ROOT.parent / "shared" / "data" / "airline" / "train.csv"
 FALLBACK_TEXTS = ["@airline my flight was delayed three hours and nobody told us why",
                   "@airline thanks for the great service today!", "@airline where is my bag?",
@@ -89,8 +90,9 @@ class Server:
 
 
 async def concurrent_load(url: str, texts: list[str], clients: int, per_client: int,
-                          texts_per_request: int = 1) -> dict[str, float]:
+                          texts_per_request: int = 1, id_prefix: str = "") -> dict[str, float]:
     """`clients` clients, each sending `per_client` requests of `texts_per_request` texts back to back.
+    Item ids start with ``id_prefix``: a server with routes records one delivery per id and text.
 
     The load generator shares this machine's cores with the server, so the share of CPU it used is
     measured and returned too (aiohttp: 2-3 % in benchmarks/load.py runs).
@@ -105,7 +107,7 @@ async def concurrent_load(url: str, texts: list[str], clients: int, per_client: 
         nonlocal failures, mismatched
         for request in range(per_client):
             first = (number * per_client + request) * texts_per_request
-            item_id = f"{number}-{request}"
+            item_id = f"{id_prefix}{number}-{request}"
             body = json.dumps({"items": [{"id": f"{item_id}-{i}" if i else item_id, "text": texts[(first + i) % len(texts)]}
                                          for i in range(texts_per_request)]})
             started = time.perf_counter()
@@ -165,13 +167,14 @@ def process_load(url: str, texts: list[str], clients: int, per_client: int, text
             "p99_ms": max(part["p99_ms"] for part in parts), "processes": len(workers)}
 
 
-def batched_load(url: str, texts: list[str], batch: int, total: int) -> dict[str, float]:
-    """One client sending `batch` texts per request, back to back, `total` texts in all."""
+def batched_load(url: str, texts: list[str], batch: int, total: int, id_prefix: str = "") -> dict[str, float]:
+    """One client sending `batch` texts per request, back to back, `total` texts in all, their ids
+    starting with ``id_prefix``."""
     with httpx.Client(base_url=url, timeout=120) as http:
         started = time.perf_counter()
         sent = 0
         while sent < total:
-            chunk = [{"id": str(sent + i), "text": texts[(sent + i) % len(texts)]} for i in range(batch)]
+            chunk = [{"id": f"{id_prefix}{sent + i}", "text": texts[(sent + i) % len(texts)]} for i in range(batch)]
             response = http.post("/classify", json={"items": chunk})
             response.raise_for_status()
             sent += batch
@@ -192,7 +195,7 @@ def measure_earshot(env: dict[str, str], texts: list[str], clients: int, per_cli
     """Concurrent and batched load on one `earshot` server, and its adaptive-batching counters; with
     ``scale_processes``, also 256 x 1 and 32 x 32 from that many load processes."""
     scale = {}
-    with Server("earshot.service.service:Earshot", env) as server:
+    with Server(TARGET, env) as server:
         asyncio.run(concurrent_load(server.url, texts, clients, 5))  # warm-up
         concurrent = asyncio.run(concurrent_load(server.url, texts, clients, per_client))
         batched = batched_load(server.url, texts, clients, clients * per_client)
@@ -229,21 +232,63 @@ def paired_rounds(env: dict[str, str], texts: list[str], clients: int, per_clien
 
 
 def routes_rounds(env: dict[str, str], texts: list[str], args: argparse.Namespace) -> list[dict]:
-    """``paired_rounds`` with a feedback store on both sides and the routes file on one, its webhook URL
-    (written RECEIVER in the file) pointing at a receiver in a process of its own (in this one it would
-    take the clients' interpreter lock: a cost of the benchmark, not of the server)."""
+    """Throughput without and with the routes file, each server with a feedback store of its own.
+
+    Both servers run at once, idle but for the one under load, and the loads alternate between them,
+    ``args.capture_rounds`` pairs of loads a few seconds apart: on this shared machine the speed drifts
+    by half within minutes, and pairs of servers started one after the other (``paired_rounds``) put
+    a minute of drift between the two sides of a pair. Each load's item ids are new, so that every
+    matching answer is a new delivery. After each load of the server with routes, the benchmark waits
+    until its outbox has sent everything, so that its sending falls in its own load's time (or after
+    it, as after the last load of a server) and never in the other server's.
+
+    The webhooks go to a receiver in a process of its own (write its URL as RECEIVER in the file),
+    niced: it stands for the receiver's own host, and takes only the CPU the servers leave.
+    """
     sys.path.insert(0, str(ROOT))
     from benchmarks.receiver import ReceiverProcess
 
-    with ReceiverProcess() as receiver, tempfile.TemporaryDirectory() as folder:
+    with ReceiverProcess(niceness=10) as receiver, tempfile.TemporaryDirectory() as folder:
         routes = Path(folder) / "routes.yaml"
         routes.write_text(args.routes.read_text().replace("RECEIVER", receiver.url))
-        pairs = paired_rounds(env, texts, args.clients, args.requests_per_client, args.capture_rounds,
-                              off={"EARSHOT_FEEDBACK_DB": "STORE"},
-                              on={"EARSHOT_FEEDBACK_DB": "STORE", "EARSHOT_ROUTES": str(routes)})
-        for pair in pairs:
-            pair["received"] = receiver.count()
+        stores = {side: Path(folder) / f"{side}.db" for side in ("off", "on")}
+        settings = {"off": {**env, "EARSHOT_FEEDBACK_DB": str(stores["off"])},
+                    "on": {**env, "EARSHOT_FEEDBACK_DB": str(stores["on"]), "EARSHOT_ROUTES": str(routes)}}
+        pairs = []
+        with Server(TARGET, settings["off"]) as off, Server(TARGET, settings["on"]) as on:
+            servers = {"off": off, "on": on}
+            for server in servers.values():  # warm-up
+                asyncio.run(concurrent_load(server.url, texts, args.clients, 5, id_prefix="warm-"))
+                batched_load(server.url, texts, args.clients, args.clients * 5, id_prefix="warm-")
+            for number in range(args.capture_rounds):
+                pair: dict = {}
+                for side in (("off", "on") if number % 2 == 0 else ("on", "off")):
+                    url = servers[side].url
+                    concurrent = asyncio.run(concurrent_load(url, texts, args.clients, args.requests_per_client,
+                                                             id_prefix=f"c{number}-"))
+                    batched = batched_load(url, texts, args.clients, args.clients * args.requests_per_client,
+                                           id_prefix=f"b{number}-")
+                    pair[side] = {"concurrent": concurrent, "batched": batched}
+                    if side == "on":
+                        pair["drain_s"] = wait_until_sent(stores["on"])
+                pairs.append(pair)
+        pairs[-1]["stored_on"] = stored_counts(stores["on"])
+        pairs[-1]["received"] = receiver.count()
     return pairs
+
+
+def wait_until_sent(store: Path, limit_s: float = 60.0) -> float:
+    """Seconds until the store's outbox has nothing pending, retries included (at most ``limit_s``)."""
+    import sqlite3
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        with sqlite3.connect(store) as connection:
+            waiting = connection.execute("SELECT COUNT(*) FROM earshot_deliveries WHERE state = 'pending'").fetchone()[0]
+        if not waiting:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - started
 
 
 def stored_counts(store: Path) -> dict[str, int]:
@@ -272,7 +317,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="load processes for --scale")
     parser.add_argument("--capture", action="store_true",
                         help="also measure each backend with and without a feedback store (review capture on)")
-    parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture and --routes")
+    parser.add_argument("--capture-rounds", type=int, default=4, help="alternating pairs for --capture and --routes "
+                        "(--routes: pairs of loads, a few seconds each; 12 or more)")
     parser.add_argument("--routes", type=Path, default=None,
                         help="also measure each backend with a feedback store, without and with this routes file "
                              "(its webhooks: a receiver in this process, at the URL RECEIVER)")
@@ -334,7 +380,8 @@ def main() -> None:
                 ratios = sorted(r["on"][kind]["texts_per_s"] / r["off"][kind]["texts_per_s"] for r in rounds)
                 print(f"earshot [{backend}] {what}, {label}: median {statistics.median(ratios):.2f} over "
                       f"{len(rounds)} alternating pairs ({', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.9)")
-            print(f"earshot [{backend}] {extra}, last round: store holds {rounds[-1]['stored_on']}")
+            print(f"earshot [{backend}] {extra}, last round: store holds {rounds[-1]['stored_on']}"
+                  + (f"; the receiver kept {rounds[-1]['received']} deliveries" if "received" in rounds[-1] else ""))
     if "naive" in results:
         naive = results["naive"]["concurrent"]
         print(f"naive pipeline, {args.clients} clients x 1 text/request: {naive['texts_per_s']:.1f} texts/s, "

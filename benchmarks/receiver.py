@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,17 +80,24 @@ class ReceiverProcess:
     """A :class:`Receiver` in a process of its own, as a real receiver is: its work takes neither the
     load generator's interpreter lock nor the server's. ``count()`` asks it how many POSTs it kept.
 
+    ``niceness``: a real receiver runs on another host and takes none of the server's CPU; on one
+    machine, a niced receiver comes closest, taking what the server leaves.
+
     Example:
         >>> with ReceiverProcess() as receiver:                    # doctest: +SKIP
         ...     post_things(receiver.url); receiver.count()
         12
     """
 
+    def __init__(self, niceness: int = 0) -> None:
+        self.niceness = niceness
+
     def __enter__(self) -> "ReceiverProcess":
         import subprocess
         import sys
 
-        self.process = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True,
+                                        preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None)
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http"):
             raise RuntimeError(f"the receiver process did not start: {self.url!r}")

@@ -26,7 +26,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import Server, batched_load, concurrent_load, load_texts  # noqa: E402
+from benchmarks.load import TARGET, Server, batched_load, concurrent_load, load_texts  # noqa: E402
 
 
 def near_free_model(folder: Path) -> Path:
@@ -110,7 +110,7 @@ def main() -> None:
                           *((f"split, {n} API workers", {"EARSHOT_API_WORKERS": str(n)}) for n in args.split)]
         for name, extra in configurations:
             env = {"EARSHOT_MODEL": str(model), "EARSHOT_BACKEND": args.backend, **extra}
-            with Server("earshot.service.service:Earshot", env) as server:
+            with Server(TARGET, env) as server:
                 results[name] = measure(server, texts, args.clients, args.requests_per_client)
     for name, figures in results.items():
         for kind, label in (("concurrent", f"{args.clients} clients x 1 text"),

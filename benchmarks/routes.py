@@ -31,13 +31,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import Server, load_texts  # noqa: E402
+from benchmarks.load import TARGET, Server, load_texts  # noqa: E402
 from benchmarks.receiver import Receiver  # noqa: E402
 
 
 def start(env: dict[str, str]) -> Server:
     """`earshot`'s service under ``bentoml serve`` with ``env``, ready (load.py's server)."""
-    return Server("earshot.service.service:Earshot", env).__enter__()
+    return Server(TARGET, env).__enter__()
 
 
 def kill(process: subprocess.Popen, signal_number: int) -> None:

@@ -1,5 +1,6 @@
-"""What a service process runs for its routes file: record deliveries as answers go out, and a
-background thread that sends them, checks for spikes and reports the outbox's counts.
+"""What a service process runs for its routes file: record deliveries as answers go out, a sender
+process that sends them (``sender_process``), and a thread that checks for spikes and reports the
+outbox's counts.
 
 Example:
     >>> dispatch = Dispatch.start("routes.yaml", model.config.heads, store.engine)   # doctest: +SKIP
@@ -23,21 +24,21 @@ from .group_commit import GroupCommit
 from .outbox import Outbox
 from .router import RoutedItem, Router
 from .rules import RuleBook, read_rules
-from .sender import Sender
+from .sender_process import SenderProcess
 
 logger = logging.getLogger("earshot.routing")
 
 
 class Dispatch:
-    """A rule book's router and its sending thread, for one process."""
+    """A rule book's router, its sender process and its housekeeping thread, for one service process."""
 
     def __init__(self, book: RuleBook, outbox: Outbox, on_counts: Callable[[dict[str, int]], None] | None = None,
                  counts_every: float = 2.0) -> None:
         self.book, self.outbox = book, outbox
         self.router = Router(book, outbox)
         # concurrent requests' deliveries share one commit (docs/routing.md: throughput with routes)
-        self._group = GroupCommit(self.router.record, name="earshot-record-deliveries")
-        self.sender = Sender(outbox, book.delivery)
+        self._group = GroupCommit(self.router.record)
+        self.sender: SenderProcess | None = None
         self.on_counts, self.counts_every = on_counts, counts_every
         # check for spikes 60 times per shortest window, at most every 5 s
         self.spikes_every = max(5.0, min((rule.window_s for rule in book.spikes), default=3600.0) / 60)
@@ -52,9 +53,8 @@ class Dispatch:
         book = read_rules(routes, heads)
         dispatch = cls(book, Outbox(engine), on_counts)
         dispatch.router.prepare()  # build redactors now, not in the first request that needs one
-        dispatch._thread = threading.Thread(target=dispatch.sender.run, args=(dispatch._stop,),
-                                            kwargs={"on_cycle": dispatch._housekeeping},
-                                            name="earshot-deliveries", daemon=True)
+        dispatch.sender = SenderProcess(engine, book.delivery)
+        dispatch._thread = threading.Thread(target=dispatch._run, name="earshot-routing", daemon=True)
         dispatch._thread.start()
         logger.info("routes %s: %d routes, %d spike rules; deliveries are sent from the outbox", routes,
                     len(book.routes), len(book.spikes))
@@ -67,7 +67,17 @@ class Dispatch:
             return
         self._group.submit(items)
 
+    def _run(self) -> None:
+        """Housekeeping until closed; a database error is logged and the loop goes on."""
+        while not self._stop.wait(1.0):
+            try:
+                self._housekeeping()
+            except Exception:  # noqa: BLE001 - the loop must outlive a database outage; logged with traceback
+                logger.exception("routing housekeeping failed; trying again")
+
     def _housekeeping(self) -> None:
+        if self.sender is not None:
+            self.sender.restart_if_dead()
         now = time.monotonic()
         if self.router.spikes is not None and now - self._last["spikes"] >= self.spikes_every:
             self._last["spikes"] = now
@@ -80,6 +90,7 @@ class Dispatch:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=2 * self.book.delivery.timeout_seconds + 5)
-        self.sender.close()
+            self._thread.join(timeout=10)
+        if self.sender is not None:
+            self.sender.close()
         self._group.close()

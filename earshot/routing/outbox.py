@@ -140,9 +140,12 @@ class Outbox:
                 return []
             connection.execute(deliveries_table.update().where(deliveries_table.c.delivery_id.in_(ids), due)
                                .values(claim=token, claimed_until=now + lease_seconds))
-            rows = connection.execute(sa.select(deliveries_table).where(deliveries_table.c.claim == token)
-                                      .order_by(deliveries_table.c.next_attempt_at)).mappings().all()
-        return [_delivery(row) for row in rows]
+            # by primary key: a scan for the token would hold the store's write lock (SQLite) for as long
+            # as the outbox is big, and the service's requests wait for that lock to commit
+            rows = connection.execute(sa.select(deliveries_table).where(
+                deliveries_table.c.delivery_id.in_(ids), deliveries_table.c.claim == token)).mappings().all()
+        order = {identifier: number for number, identifier in enumerate(ids)}  # due first, as selected
+        return [_delivery(row) for row in sorted(rows, key=lambda row: order[row["delivery_id"]])]
 
     def record(self, outcomes: Sequence[tuple[Delivery, str | None]], policy: DeliveryPolicy,
                now: float | None = None) -> list[str]:

@@ -43,12 +43,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import yaml
 
-from earshot.model import Head
+if TYPE_CHECKING:  # the sender process reads the policy from here and needs no model (nor torch)
+    from earshot.model import Head
 
 
 class RulesError(ValueError):
