@@ -1,7 +1,9 @@
-"""ASGI middleware: optional API key and a request-size limit, answered before any parsing."""
+"""ASGI middleware: optional API key and a request-size limit, answered before any parsing; answers
+held until their deliveries are committed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -102,3 +104,48 @@ class GuardMiddleware:
             return messages.pop(0) if messages else await receive()
 
         return replay
+
+
+class DeliveryDoor:
+    """Where ``DurableAnswers`` finds the routes' commit log: set by the service once its routes are
+    read (None: no routes, nothing to wait for)."""
+
+    def __init__(self) -> None:
+        self.log: Any = None  # earshot.routing.group_commit.CommitLog
+
+
+class DurableAnswers:
+    """Holds each ``/classify`` answer until the deliveries handed over before it are committed.
+
+    The batch function hands its deliveries to the commit log and returns, so that the model goes on
+    to the next batch; the answer's first bytes leave only once everything handed over until then is
+    written, which includes the answer's own deliveries: an acknowledged answer's delivery survives a
+    crash. If the store takes longer than ``timeout`` seconds, the answer is replaced by a 503 (a
+    client that retries with the same item ids adds no second delivery).
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], door: DeliveryDoor, timeout: float = 30.0) -> None:
+        self.app, self.door, self.timeout = app, door, timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log = self.door.log
+        if log is None or scope["type"] != "http" or scope.get("path") != "/classify":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def held(message: dict[str, Any]) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the body of the answer a 503 replaced
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                try:
+                    await asyncio.wait_for(log.written(log.last_ticket), self.timeout)
+                except asyncio.TimeoutError:
+                    replaced = True
+                    await _json(send, 503, {"error": "the feedback store did not record this answer's deliveries "
+                                                     f"within {self.timeout:g} s; try again"})
+                    return
+            await send(message)
+
+        await self.app(scope, receive, held)

@@ -34,11 +34,12 @@ from earshot.model import EarshotModel, ModelFront, Prediction
 from earshot.model.explain import Explainer, evidence_dicts
 from earshot.redaction import redactor
 from earshot.routing.dispatch import Dispatch
+from earshot.routing.group_commit import Backlogged
 from earshot.routing.router import RoutedItem, purge_routed
 
 from . import redaction
 from .following import Follower
-from .middleware import GuardMiddleware
+from .middleware import DeliveryDoor, DurableAnswers, GuardMiddleware
 from .model_worker import Coalescer, build_model_worker, load_model, split_outputs, token_rows
 from .review import review_app
 from .schemas import (Classification, CorrectionItem, CorrectionsStored, FeedbackItem, HeadAnswer, HeadInfo,
@@ -67,6 +68,7 @@ def build_service(settings: Settings) -> Any:
     """
 
     split = settings.api_workers > 0
+    door = DeliveryDoor()  # the routes' commit log, for the middleware that holds answers until it is written
 
     @bentoml.service(
         name="earshot",
@@ -95,6 +97,7 @@ def build_service(settings: Settings) -> Any:
             self.review_redact = redactor(settings.review_redact, "EARSHOT_REVIEW_REDACT")
             self.review_purpose = settings.review_purpose
             self.dispatch = self._start_dispatch() if settings.routes else None
+            door.log = self.dispatch.log if self.dispatch is not None else None
             self._stop = threading.Event()
             if self.store is not None and settings.retention_days:
                 threading.Thread(target=self._purge_expired, name="earshot-retention", daemon=True).start()
@@ -150,8 +153,11 @@ def build_service(settings: Settings) -> Any:
             answers = [_classification(item, prediction, model.version or "", evidence.get(number))
                        for number, (item, prediction) in enumerate(zip(items, predictions))]
             if self.dispatch is not None:
-                # committed before the answers go out: a crash after this cannot lose a delivery
-                self.dispatch.record([_routed(item, answer) for item, answer in zip(items, answers)])
+                # handed to the commit log; DurableAnswers sends no answer before it is committed
+                try:
+                    self.dispatch.hand_over([_routed(item, answer) for item, answer in zip(items, answers)])
+                except Backlogged as error:
+                    raise bentoml.exceptions.ServiceUnavailable(str(error)) from error
             return answers
 
         if split:
@@ -162,10 +168,7 @@ def build_service(settings: Settings) -> Any:
                 """Every head's answer for each item, in request order, with the answering model's version."""
                 front, outputs, truncated = await self._remote_outputs([item.text for item in items])
                 predictions = front.decide(front.to_probabilities(outputs, truncated))
-                if self.dispatch is None:
-                    return self._answer(items, front, predictions)
-                # recording deliveries waits for the database: off the event loop
-                return await anyio.to_thread.run_sync(self._answer, items, front, predictions)
+                return self._answer(items, front, predictions)
 
             @cached_property
             def _coalesce(self) -> Coalescer:
@@ -248,6 +251,7 @@ def build_service(settings: Settings) -> Any:
             """``info()``, with the model worker asked where the network runs when the service is split."""
             return self.info(await self.network.to_async.describe() if split else None)
 
+    Earshot.add_asgi_middleware(DurableAnswers, door=door)
     Earshot.add_asgi_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     return Earshot
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -441,38 +442,74 @@ def test_the_sender_waits_for_deliveries_to_gather_unless_its_claim_was_full(tmp
     assert 4 <= len(claims) <= 8  # claiming at once after each would make thousands
 
 
-def test_a_group_commit_writes_waiting_callers_together_and_gives_each_the_outcome() -> None:
-    from earshot.routing.group_commit import GroupCommit
+def test_the_commit_log_writes_handed_rows_together_in_order_and_keeps_failed_ones() -> None:
+    from earshot.routing.group_commit import Backlogged, CommitLog
 
     written: list[list[int]] = []
+    failures = [OSError("disk full")] * 2
 
-    def write(rows: list[int]) -> int:
-        time.sleep(0.05)  # a commit's fsync: callers arriving meanwhile wait for the next one
-        if -1 in rows:
-            raise OSError("disk full")
+    def write(rows: list[int]) -> None:
+        time.sleep(0.05)  # a commit's fsync: rows handed over meanwhile wait for the next one
+        if 1000 in rows and failures:
+            raise failures.pop()
         written.append(rows)
-        return len(rows)
 
-    group = GroupCommit(write)
-    results: dict[int, object] = {}
+    log = CommitLog(write, max_waiting=50, first_pause=0.01)
+    tickets = [log.hand_over([n, n + 100]) for n in range(20)]
+    assert tickets == list(range(1, 21)) and log.last_ticket == 20
+    assert log.wait_written(20, timeout=10)
+    assert [row for rows in written for row in rows] == [x for n in range(20) for x in (n, n + 100)]
+    assert len(written) < 20  # rows handed over during a write share the next one
 
-    def call(n: int) -> None:
-        try:
-            results[n] = group.submit([n, n + 100])
-        except OSError as error:
-            results[n] = error
+    ticket = log.hand_over([1000])  # its write fails twice, then succeeds: nothing is dropped
+    assert not log.wait_written(ticket, timeout=0.01)
+    assert log.wait_written(ticket, timeout=10) and written[-1] == [1000] and not failures
 
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(row for rows in written for row in rows) == sorted([*range(20), *range(100, 120)])
-    assert len(written) < 20  # some commits served several callers
-    assert all(isinstance(results[n], int) and results[n] >= 2 for n in range(20))
-    with pytest.raises(OSError, match="disk full"):
-        group.submit([-1])
-    assert group.submit([7]) == 1  # a failed commit does not stop the writer
-    group.close()
+    async def wait_async() -> None:
+        await asyncio.wait_for(log.written(log.hand_over([7])), 10)
+
+    asyncio.run(wait_async())
+    assert written[-1] == [7]
+    with pytest.raises(Backlogged, match="rows wait"):
+        log.hand_over(list(range(51)))
+    log.close()
     with pytest.raises(RuntimeError, match="closed"):
-        group.submit([8])
+        log.hand_over([8])
+
+
+def test_an_answer_waits_at_the_door_until_its_deliveries_are_written() -> None:
+    from earshot.routing.group_commit import CommitLog
+    from service.middleware import DeliveryDoor, DurableAnswers
+
+    release = threading.Event()
+    log = CommitLog(lambda rows: release.wait(10))
+    door = DeliveryDoor()
+    door.log = log
+    sent: list[tuple[float, dict]] = []
+
+    async def app(scope: dict, receive, send) -> None:  # noqa: ANN001 - the ASGI callables
+        log.hand_over(["delivery"])  # as the batch function does, before its answer goes out
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[]"})
+
+    async def record(message: dict) -> None:
+        sent.append((time.monotonic(), message))
+
+    async def call(path: str, timeout: float) -> None:
+        await DurableAnswers(app, door, timeout=timeout)({"type": "http", "path": path}, None, record)
+
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    asyncio.run(call("/classify", 10))
+    assert [m["type"] for _, m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0][0] - started >= 0.25  # held until the write returned
+
+    release.clear()
+    sent.clear()
+    asyncio.run(call("/classify", 0.2))  # the store does not take it in time: a 503, not the answer
+    assert [(m["type"], m.get("status")) for _, m in sent] == [("http.response.start", 503),
+                                                              ("http.response.body", None)]
+    assert b"feedback store" in sent[1][1]["body"]
+    release.set()
+    assert log.wait_written(log.hand_over(["later"]), timeout=10)  # a waiter that left stops nothing
+    log.close()

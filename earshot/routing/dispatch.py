@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from earshot.model import Head
 
-from .group_commit import GroupCommit
+from .group_commit import CommitLog
 from .outbox import Outbox
 from .router import RoutedItem, Router
 from .rules import RuleBook, read_rules
@@ -36,8 +36,9 @@ class Dispatch:
                  counts_every: float = 2.0) -> None:
         self.book, self.outbox = book, outbox
         self.router = Router(book, outbox)
-        # concurrent requests' deliveries share one commit (docs/routing.md: throughput with routes)
-        self._group = GroupCommit(self.router.record)
+        # requests' deliveries are written by one thread, all that waits in one commit, while the model
+        # goes on (docs/routing.md: throughput with routes); answers wait for it at the door
+        self.log = CommitLog(self.router.record)
         self.sender: SenderProcess | None = None
         self.on_counts, self.counts_every = on_counts, counts_every
         # check for spikes 60 times per shortest window, at most every 5 s
@@ -60,12 +61,18 @@ class Dispatch:
                     len(book.routes), len(book.spikes))
         return dispatch
 
-    def record(self, items: Sequence[RoutedItem]) -> None:
-        """Record what ``items`` ask for; committed when this returns, in one transaction with what other
-        requests record meanwhile."""
+    def hand_over(self, items: Sequence[RoutedItem]) -> int:
+        """Queue what ``items`` ask for to be recorded, and return at once: the ticket that
+        ``self.log`` reports written once they (and all handed over before) are committed."""
         if self.router.spikes is None and not any(self.book.matching(i.heads, i.metadata) for i in items):
-            return
-        self._group.submit(items)
+            return self.log.last_ticket
+        return self.log.hand_over(items)
+
+    def record(self, items: Sequence[RoutedItem], timeout: float = 60.0) -> None:
+        """Record what ``items`` ask for; committed when this returns (TimeoutError if the store did
+        not take them within ``timeout`` seconds)."""
+        if not self.log.wait_written(self.hand_over(items), timeout):
+            raise TimeoutError(f"the feedback store did not take the deliveries within {timeout:g} s")
 
     def _run(self) -> None:
         """Housekeeping until closed; a database error is logged and the loop goes on."""
@@ -93,4 +100,4 @@ class Dispatch:
             self._thread.join(timeout=10)
         if self.sender is not None:
             self.sender.close()
-        self._group.close()
+        self.log.close()

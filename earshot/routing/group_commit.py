@@ -1,86 +1,136 @@
-"""Group commit: writes asked for by many request threads, committed together, by one of them.
+"""Group commit off the request path: rows handed over without waiting, written in order by one
+thread, every group in one transaction; a caller learns when all rows handed over up to a point are
+on disk.
 
-Each ``/classify`` request must have its deliveries on disk before it answers. A commit per request
-is an fsync per request, and each holds the store's write lock that the review capture and the
-sender also need. Here a request that finds no write under way writes its rows itself, with the rows
-of every request that joined meanwhile, in one transaction; a request that finds a write under way
-waits, and the next write (done by one of the waiting requests) takes its rows. A request answers
-only after the commit that holds its rows, so nothing acknowledged can be lost; under load, one
-commit serves many requests.
-
-The caller writes, not a writer thread: on the default service one batch of requests is in flight
-at a time and the model waits for its commit, and handing the rows to another thread and back added
-two waits for the interpreter lock to that time under load (docs/routing.md).
+Each ``/classify`` request must have its deliveries on disk before it answers. On the default service
+one batch of requests is in flight at a time, and while a batch function waited for its commit the
+model waited too. Now the batch function hands its rows over and returns; the answers are held at the
+door (``service.middleware.DurableAnswers``) until everything handed over before them is written, so
+nothing acknowledged can be lost, and the model runs the next batch meanwhile. A write that fails is
+tried again, with a growing pause, until it succeeds: rows are never dropped, and the answers that
+wait for them wait (their door gives up with a 503 after its timeout). Too many rows waiting (a store
+down for long) makes ``hand_over`` refuse, so that memory stays bounded.
 
 Example:
-    >>> group = GroupCommit(lambda rows: len(rows))
-    >>> group.submit(["a", "b"])
-    2
-    >>> group.close()
+    >>> log = CommitLog(lambda rows: None)
+    >>> ticket = log.hand_over(["a", "b"])
+    >>> log.wait_written(ticket, timeout=5)
+    True
+    >>> log.close()
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 Row = TypeVar("Row")
+logger = logging.getLogger("earshot.routing")
 
 
-@dataclass
-class _Entry(Generic[Row]):
-    rows: list[Row]
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
+class Backlogged(RuntimeError):
+    """More rows wait to be written than the log holds: the store is down or too slow."""
 
 
-class GroupCommit(Generic[Row]):
-    """Calls ``write(rows)`` with the rows of every caller waiting, one call at a time; ``submit``
-    returns what the call that held its rows returned (for the whole group), or raises what it raised."""
+class CommitLog(Generic[Row]):
+    """Calls ``write(rows)`` from one thread with every row handed over since its last call."""
 
-    def __init__(self, write: Callable[[list[Row]], Any]) -> None:
+    def __init__(self, write: Callable[[list[Row]], Any], max_waiting: int = 100_000,
+                 first_pause: float = 0.05, longest_pause: float = 5.0) -> None:
         self._write = write
+        self.max_waiting = max_waiting
+        self.first_pause, self.longest_pause = first_pause, longest_pause
         self._condition = threading.Condition()
-        self._pending: list[_Entry[Row]] = []
-        self._writing = False
+        self._waiting: list[Row] = []
+        self._handed = 0  # tickets: a count of hand_overs
+        self._written = 0
         self._closed = False
+        self._futures: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._thread = threading.Thread(target=self._run, name="earshot-commit-log", daemon=True)
+        self._thread.start()
 
-    def submit(self, rows: Sequence[Row]) -> Any:
-        """Write ``rows`` with whatever else is waiting; returns once they are committed."""
-        entry: _Entry[Row] = _Entry(list(rows))
+    @property
+    def last_ticket(self) -> int:
+        """The ticket of the latest hand_over: once it is written, so is every row handed over before."""
+        with self._condition:
+            return self._handed
+
+    def hand_over(self, rows: Sequence[Row]) -> int:
+        """Queue ``rows`` for the next write; returns their ticket at once."""
         with self._condition:
             if self._closed:
-                raise RuntimeError("the group commit is closed")
-            self._pending.append(entry)
-            while self._writing and not entry.done:
-                self._condition.wait()
-            if not entry.done:
-                self._writing = True
-                group, self._pending = self._pending, []
-        if not entry.done:
-            try:
-                self._commit(group)
-            finally:
-                with self._condition:
-                    self._writing = False
-                    self._condition.notify_all()
-        if entry.error is not None:
-            raise entry.error
-        return entry.result
+                raise RuntimeError("the commit log is closed")
+            if len(self._waiting) + len(rows) > self.max_waiting:
+                raise Backlogged(f"{len(self._waiting)} rows wait to be written to the feedback store; "
+                                 "it is down or too slow")
+            self._waiting.extend(rows)
+            self._handed += 1
+            self._condition.notify_all()
+            return self._handed
 
-    def close(self) -> None:
-        """Let the write under way finish; later submits raise."""
+    def wait_written(self, ticket: int, timeout: float | None = None) -> bool:
+        """Block until ``ticket``'s rows are written; False if ``timeout`` seconds passed first."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._written >= ticket, timeout)
+
+    async def written(self, ticket: int) -> None:
+        """Return once ``ticket``'s rows are written (wrap in ``asyncio.wait_for`` for a timeout)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._condition:
+            if self._written >= ticket:
+                return
+            self._futures.append((ticket, loop, future))
+        await future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is waiting (trying for up to ``timeout`` seconds), then stop the writer."""
         with self._condition:
             self._closed = True
-            while self._writing:
-                self._condition.wait()
+            self._condition.notify_all()
+        self._thread.join(timeout)
 
-    def _commit(self, group: list[_Entry[Row]]) -> None:
-        try:
-            result, error = self._write([row for entry in group for row in entry.rows]), None
-        except BaseException as failure:  # noqa: BLE001 - each waiting request gets the error as its own
-            result, error = None, failure
-        for entry in group:
-            entry.result, entry.error, entry.done = result, error, True
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._waiting or self._closed)
+                if not self._waiting:
+                    return
+                rows, self._waiting, upto = self._waiting, [], self._handed
+            if not self._write_until_done(rows):
+                return  # closed while the store failed: the waiting answers are never told written
+            with self._condition:
+                self._written = upto
+                self._condition.notify_all()
+                due = [entry for entry in self._futures if entry[0] <= upto]
+                self._futures = [entry for entry in self._futures if entry[0] > upto]
+            for _, loop, future in due:
+                if future.done():
+                    continue  # its wait was cancelled (the door's timeout)
+                try:
+                    loop.call_soon_threadsafe(_resolve, future)
+                except RuntimeError:  # its event loop closed meanwhile: nobody waits any more
+                    continue
+
+    def _write_until_done(self, rows: list[Row]) -> bool:
+        pause = self.first_pause
+        while True:
+            try:
+                self._write(rows)
+                return True
+            except Exception:  # noqa: BLE001 - rows are kept and written again; logged with traceback
+                logger.exception("writing %d rows to the feedback store failed; trying again in %.1f s",
+                                 len(rows), pause)
+            with self._condition:
+                if self._closed:
+                    logger.error("closing with %d rows not written to the feedback store", len(rows))
+                    return False
+                self._condition.wait(pause)
+            pause = min(self.longest_pause, pause * 2)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
