@@ -243,12 +243,13 @@ def routes_rounds(env: dict[str, str], texts: list[str], args: argparse.Namespac
     it, as after the last load of a server) and never in the other server's.
 
     The webhooks go to a receiver in a process of its own (write its URL as RECEIVER in the file),
-    niced: it stands for the receiver's own host, and takes only the CPU the servers leave.
+    under the SCHED_IDLE policy: it stands for the receiver's own host, and takes only the CPU the
+    servers leave.
     """
     sys.path.insert(0, str(ROOT))
     from benchmarks.receiver import ReceiverProcess
 
-    with ReceiverProcess(niceness=10) as receiver, tempfile.TemporaryDirectory() as folder:
+    with ReceiverProcess(idle=True) as receiver, tempfile.TemporaryDirectory() as folder:
         routes = Path(folder) / "routes.yaml"
         routes.write_text(args.routes.read_text().replace("RECEIVER", receiver.url))
         stores = {side: Path(folder) / f"{side}.db" for side in ("off", "on")}

@@ -80,8 +80,9 @@ class ReceiverProcess:
     """A :class:`Receiver` in a process of its own, as a real receiver is: its work takes neither the
     load generator's interpreter lock nor the server's. ``count()`` asks it how many POSTs it kept.
 
-    ``niceness``: a real receiver runs on another host and takes none of the server's CPU; on one
-    machine, a niced receiver comes closest, taking what the server leaves.
+    ``idle``: a real receiver runs on another host and takes none of the server's CPU; on one Linux
+    machine, a receiver under the SCHED_IDLE policy comes closest: it runs only when no other process
+    wants the CPU.
 
     Example:
         >>> with ReceiverProcess() as receiver:                    # doctest: +SKIP
@@ -89,15 +90,15 @@ class ReceiverProcess:
         12
     """
 
-    def __init__(self, niceness: int = 0) -> None:
-        self.niceness = niceness
+    def __init__(self, idle: bool = False) -> None:
+        self.idle = idle
 
     def __enter__(self) -> "ReceiverProcess":
         import subprocess
         import sys
 
         self.process = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True,
-                                        preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None)
+                                        preexec_fn=_idle_policy if self.idle else None)
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http"):
             raise RuntimeError(f"the receiver process did not start: {self.url!r}")
@@ -112,6 +113,10 @@ class ReceiverProcess:
     def __exit__(self, *exc) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+def _idle_policy() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 if __name__ == "__main__":
