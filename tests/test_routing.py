@@ -362,7 +362,7 @@ def test_the_service_dispatch_raises_a_spike_alert_from_its_housekeeping(tmp_pat
     stream(dispatch.router.spikes, now, {"Delays": 5}, {})
     burst = [RoutedItem(f"k{n}", f"charged twice {n}", "v", answer("negative", {"Billing and charges": 0.9}),
                         created_at=now - n) for n in range(30)]
-    dispatch.record(burst)
+    assert dispatch.log.wait_written(dispatch.hand_over(burst), timeout=10)
     dispatch._housekeeping()
     alerts = dispatch.outbox.deliveries()
     assert [(d.kind, d.payload["label"], d.payload["window"]["count"]) for d in alerts] == [

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import tiny_heads
+from conftest import tiny_heads, wait_for
 from earshot.loop.store import FeedbackStore
 from earshot.routing.rules import read_rules
 from benchmarks.receiver import Receiver
@@ -53,15 +53,6 @@ def classify(base: str, numbers: range, channel_of, acknowledged: dict[str, dict
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(post, range(numbers.start, numbers.stop, 10)))
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def delivered(receiver: Receiver) -> list[str]:

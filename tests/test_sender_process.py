@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.receiver import Receiver
+from conftest import wait_for
 from earshot.routing.outbox import Delivery, Outbox, delivery_id
 from earshot.routing.rules import DeliveryPolicy, Target
 from earshot.routing.sender_process import NICENESS, SenderProcess, store_location
@@ -29,15 +30,6 @@ def deliveries(url: str, count: int) -> list[Delivery]:
     return made
 
 
-def wait_for(condition, seconds: float) -> bool:  # noqa: ANN001 - a callable returning a truth value
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def test_the_sender_process_sends_the_outbox_at_a_lower_priority_and_stops_when_closed(tmp_path: Path) -> None:
     outbox = Outbox.open(tmp_path / "feedback.db")
     with Receiver() as receiver:
@@ -45,8 +37,8 @@ def test_the_sender_process_sends_the_outbox_at_a_lower_priority_and_stops_when_
         sender = SenderProcess(outbox.engine, DeliveryPolicy(timeout_seconds=2))
         try:
             child, wanted = psutil.Process(sender.process.pid), min(19, psutil.Process().nice() + NICENESS)
-            assert wait_for(lambda: child.nice() == wanted, 10)
-            assert wait_for(lambda: outbox.counts()["sent"] == 40, 30)
+            wait_for(lambda: child.nice() == wanted, 10, "the sender's lower priority", every=0.1)
+            wait_for(lambda: outbox.counts()["sent"] == 40, 30, "40 deliveries sent", every=0.1)
         finally:
             sender.close()
         assert not sender.alive() and sender.process.returncode == 0  # SIGTERM: a clean stop
@@ -81,7 +73,8 @@ def test_the_sender_process_exits_when_its_parent_is_killed(tmp_path: Path) -> N
         parent.kill()  # as kill -9 of the service: no shutdown hook runs
         parent.wait(timeout=10)
         # exited: gone, or a zombie where the init that adopted it does not reap
-        assert wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 15)
+        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 15,
+                 "the orphaned sender to exit", every=0.1)
     finally:
         parent.kill()
 

@@ -4,7 +4,8 @@ outbox's counts.
 
 Example:
     >>> dispatch = Dispatch.start("routes.yaml", model.config.heads, store.engine)   # doctest: +SKIP
-    >>> dispatch.record(items)                                                    # doctest: +SKIP
+    >>> dispatch.log.wait_written(dispatch.hand_over(items), timeout=30)          # doctest: +SKIP
+    True
     >>> dispatch.close()                                                          # doctest: +SKIP
 """
 
@@ -68,11 +69,6 @@ class Dispatch:
             return self.log.last_ticket
         return self.log.hand_over(items)
 
-    def record(self, items: Sequence[RoutedItem], timeout: float = 60.0) -> None:
-        """Record what ``items`` ask for; committed when this returns (TimeoutError if the store did
-        not take them within ``timeout`` seconds)."""
-        if not self.log.wait_written(self.hand_over(items), timeout):
-            raise TimeoutError(f"the feedback store did not take the deliveries within {timeout:g} s")
 
     def _run(self) -> None:
         """Housekeeping until closed; a database error is logged and the loop goes on."""
