@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from .http_post import KeepAliveClient
@@ -116,8 +116,7 @@ class Sender:
             return None
         return f"HTTP {status}"
 
-    def run(self, stop: threading.Event, idle_seconds: float = 0.5,
-            on_cycle: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         """Send until ``stop`` is set; after a claim that was not full, wait ``idle_seconds``. Under load
         the deliveries then gather into full claims: each claim is two writes to the store, whose write
         lock the service's requests also need, so claiming each delivery as it came slowed the requests
@@ -125,8 +124,6 @@ class Sender:
         while not stop.is_set():
             try:
                 outcome = self.send_due()
-                if on_cycle is not None:
-                    on_cycle()
             except Exception:  # noqa: BLE001 - the loop must outlive a database outage; logged with traceback
                 logger.exception("the delivery worker failed a round; trying again")
                 outcome = {}
