@@ -5,7 +5,8 @@ without a source, score it) and, with --loso-models, for earshot models trained 
 
     earshot general-data ../shared/data --train-output /tmp/general/train.csv --test-output /tmp/general/test.csv
     python benchmarks/general.py --train /tmp/general/train.csv --test /tmp/general/test.csv --model model/default \\
-        [--airline ../shared/data/airline/train.csv] [--loso] [--loso-models DIR] [--backend torch] [--json out.json]
+        [--airline ../shared/data/airline/train.csv] [--binary restaurants=../shared/data/semeval2016_restaurants/train.csv]
+        [--loso] [--loso-models DIR] [--backend torch] [--json out.json]
 
 Figures: sentiment accuracy and macro-F1 on rows with a sentiment, pain-point and praise-point
 micro-F1 (rows of sources whose labels map onto them). Needs scikit-learn (`pip install 'earshot[bench]'`).
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from earshot.model import EarshotModel, Head  # noqa: E402
 from earshot.model.heads import read_label_list  # noqa: E402
 from earshot.model.modeling import is_model_folder  # noqa: E402
-from earshot.training.general_data import general_labels  # noqa: E402
+from earshot.training.general_data import UNANNOTATED, general_labels  # noqa: E402
 from earshot.training.metrics import multi_label_metrics, single_label_metrics, tune_thresholds  # noqa: E402
 
 HEADS = ("sentiment", "pain_points", "praise_points")
@@ -43,8 +44,10 @@ def general_heads() -> list[Head]:
 
 
 def gold(head: Head, cells: pd.Series) -> np.ndarray:
-    """A column of general cells as ``head_gold`` arrays (sentiment: -1 where empty)."""
-    values = [cell or None for cell in cells] if head.kind == "single" else [read_label_list(c) for c in cells]
+    """A column of general cells as ``head_gold`` arrays (sentiment: -1 where empty; a multi head: a NaN row
+    where the source never annotated it)."""
+    values = ([cell or None for cell in cells] if head.kind == "single"
+              else [None if c == UNANNOTATED else read_label_list(c) for c in cells])
     return head.behaviour.gold(head, values)
 
 
@@ -55,6 +58,8 @@ def figures(head: Head, truth: np.ndarray, scores: np.ndarray, thresholds: np.nd
             return {}
         metrics = single_label_metrics(truth, scores, head.labels)
         return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "rows": int(known.sum())}
+    known = head.behaviour.labelled(truth)
+    truth, scores = truth[known], scores[known]
     if not truth.any():
         return {}
     return {"micro_f1": multi_label_metrics(truth, scores, thresholds, head.labels)["micro_f1"],
@@ -76,17 +81,22 @@ class Tfidf:
         self.vectoriser = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
         x = self.vectoriser.fit_transform(fit_rows.text.tolist())
         self.classifiers = {head.name: self._fit(head, x, gold(head, fit_rows[head.name])) for head in heads}
-        self.thresholds = {head.name: tune_thresholds(gold(head, tune_rows[head.name]),
-                                                      self._scores(head, tune_rows.text.tolist()))
-                           for head in heads if head.kind != "single"}
+        self.thresholds = {}
+        for head in heads:
+            if head.kind != "single":
+                truth = gold(head, tune_rows[head.name])
+                known = head.behaviour.labelled(truth)
+                self.thresholds[head.name] = tune_thresholds(
+                    truth[known], self._scores(head, tune_rows[known].text.tolist()))
 
     @staticmethod
     def _fit(head: Head, x, truth: np.ndarray) -> list:
         from sklearn.linear_model import LogisticRegression
 
+        known = head.behaviour.labelled(truth)
+        x, truth = x[known], truth[known]
         if head.kind == "single":
-            known = truth >= 0
-            return [LogisticRegression(C=TFIDF_C, max_iter=2000, class_weight="balanced").fit(x[known], truth[known])]
+            return [LogisticRegression(C=TFIDF_C, max_iter=2000, class_weight="balanced").fit(x, truth)]
         return [LogisticRegression(C=TFIDF_C, max_iter=2000, class_weight="balanced").fit(x, truth[:, j])
                 if 0 < truth[:, j].sum() < len(truth) else None for j in range(truth.shape[1])]
 
@@ -135,6 +145,20 @@ def airline_rows(path: Path) -> pd.DataFrame:
                          "praise_points": "", "source": "airline", "reason": frame.negativereason})
 
 
+def binary_accuracy(model: EarshotModel, path: Path) -> dict[str, float]:
+    """Sentiment as a two-way choice on the rows of ``path`` labelled ``positive`` or ``negative`` (column
+    ``sentiment``): right when the larger of the model's two probabilities is the label's (neutral ignored),
+    as binary sentiment benchmarks score; never trained on."""
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame = frame[frame.sentiment.isin(["negative", "positive"])]
+    labels = next(head for head in model.config.heads if head.name == "sentiment").labels
+    scores = model.predict_proba(frame.text.tolist())["sentiment"]
+    negative, positive = scores[:, labels.index("negative")], scores[:, labels.index("positive")]
+    right = np.where(frame.sentiment.to_numpy() == "positive", positive > negative, negative > positive)
+    return {"binary_accuracy": float(right.mean()), "rows": int(len(frame)),
+            "negative_rows": int((frame.sentiment == "negative").sum())}
+
+
 def airline_confusion(model: EarshotModel, rows: pd.DataFrame, scores: dict[str, np.ndarray]) -> str:
     """Where the model's answers (``scores``, from ``earshot_scores``) on the airline tweets go: sentiment
     (labelled against answered) and, for each airline reason, the top pain point of the negative tweets
@@ -169,6 +193,9 @@ def main() -> None:
     parser.add_argument("--airline", type=Path, help="the airline tweets (evaluation only: never trained on)")
     parser.add_argument("--airline-confusion", action="store_true",
                         help="with --airline and --model: where the model's sentiment and top pain point go")
+    parser.add_argument("--binary", action="append", default=[], metavar="NAME=CSV",
+                        help="with --model: binary sentiment accuracy on a file's positive and negative rows "
+                             "(repeatable), e.g. restaurants=../shared/data/semeval2016_restaurants/train.csv")
     parser.add_argument("--loso", action="store_true", help="leave-one-source-out transfer for TF-IDF")
     parser.add_argument("--loso-models", type=Path, help="folder with one earshot model per left-out source, named "
                                                          "after it (trained on the train table without it)")
@@ -199,6 +226,11 @@ def main() -> None:
     if args.airline_confusion and args.airline and args.model:
         # the airline rows are scored last: their earshot scores are still at hand
         print(airline_confusion(model, evaluated["airline (never trained on)"], last_scores["earshot"]))
+    for spec in args.binary if args.model else ():
+        name, _, path = spec.partition("=")
+        report[f"{name} (binary)"] = found = binary_accuracy(model, Path(path))
+        print(f"{name} (binary, {found['rows']} rows, {found['negative_rows']} negative): "
+              f"accuracy {found['binary_accuracy']:.3f}", flush=True)
     if args.loso or args.loso_models:
         report["leave one source out"] = leave_one_out(train, test, heads, args)
     if args.json:

@@ -43,6 +43,9 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
                              "or a kind a plugin registers (EARSHOT_PLUGINS), e.g. praise_points:multi:praise_points")
     parser.add_argument("--none-label", action="append", default=[], metavar="LABEL",
                         help="a value of a multi head's column that means 'no label' (repeatable), e.g. \"Can't Tell\"")
+    parser.add_argument("--unknown-label", action="append", default=[], metavar="VALUE",
+                        help="a cell value that says nothing about its head (repeatable), e.g. for a source that "
+                             "never annotated pain points: the row trains the other heads only")
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="skip rows with empty text, malformed cells or unknown labels, and list them")
 
@@ -143,7 +146,8 @@ def column_mapping(args: argparse.Namespace) -> "ColumnMapping":
     if args.pain_points_column:
         heads.append(HeadColumn("pain_points", "multi", args.pain_points_column, flag="--pain-points-column"))
     heads += [HeadColumn.parse(spec) for spec in args.head]
-    return ColumnMapping(text=args.text_column, heads=tuple(heads), none_labels=tuple(args.none_label))
+    return ColumnMapping(text=args.text_column, heads=tuple(heads), none_labels=tuple(args.none_label),
+                         unknown_labels=tuple(args.unknown_label))
 
 
 def training_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> "TrainingConfig":
@@ -164,7 +168,7 @@ def data_sources(args: argparse.Namespace) -> "DataSources":
                        validation=args.validation, validation_fraction=args.validation_fraction,
                        per_label=args.per_label, exclude=args.exclude, skip_bad_rows=args.skip_bad_rows,
                        licence=args.data_licence, text_column=args.text_column, none_labels=tuple(args.none_label),
-                       source_column=args.source_column, licence_column=args.licence_column)
+                       unknown_labels=tuple(args.unknown_label), source_column=args.source_column, licence_column=args.licence_column)
 
 
 def fit_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -268,13 +268,19 @@ class SingleKind(HeadKind):
 
 
 class MultiKind(HeadKind):
-    """Any number of labels per text: independent sigmoids, one threshold per label."""
+    """Any number of labels per text: independent sigmoids, one threshold per label.
+
+    Gold is a 0/1 matrix (rows x labels); a row whose labels are unknown (the example's value is None:
+    a source that never annotated this head) is a row of NaN, which the loss, thresholds and metrics
+    leave out, so that it trains the other heads only. An empty set stays a real answer: "none of these".
+    """
 
     name = MULTI
     headline = "micro_f1"  # every label decision counts
     thresholded = True
     description = "any number of labels per text"
-    unknown_label_hint = " (add --none-label for values that mean no label)"
+    unknown_label_hint = (" (add --none-label for values that mean no label, --unknown-label for values that "
+                          "leave the head unknown)")
 
     def check(self, head: "Head") -> None:
         if not head.labels:
@@ -312,35 +318,47 @@ class MultiKind(HeadKind):
         index = {label: i for i, label in enumerate(head.labels)}
         gold = np.zeros((len(values), len(index)), dtype=np.float32)
         for row, value in enumerate(values):
+            if value is None:
+                gold[row] = np.nan
             for label in value or ():
                 gold[row, index[label]] = 1.0
         return gold
 
     def labelled(self, gold: np.ndarray) -> np.ndarray:
-        return np.ones(len(gold), dtype=bool)  # an empty set is an answer: "none of these"
+        # An empty set is an answer ("none of these"); only a row of NaN is unknown.
+        return ~np.isnan(gold).any(axis=1) if len(gold) else np.ones(0, dtype=bool)
 
     def label_sets(self, gold: np.ndarray) -> list[frozenset[int] | None]:
-        return [frozenset(np.flatnonzero(row).tolist()) for row in gold]
+        return [frozenset(np.flatnonzero(row).tolist()) if known else None
+                for row, known in zip(gold, self.labelled(gold))]
 
     def label_counts(self, gold: np.ndarray, labels: int) -> np.ndarray:
-        return gold.sum(axis=0).astype(int)
+        return gold[self.labelled(gold)].sum(axis=0).astype(int)
 
     def targets(self, gold: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(gold)
 
     def loss_function(self, head: "Head", targets: torch.Tensor, power: float, max_pos_weight: float) -> nn.Module:
+        targets = targets[~targets.isnan().any(dim=1)]  # class weights count the rows that have labels
         positives = targets.sum(dim=0).clamp(min=1)
         pos_weight = (((len(targets) - positives) / positives) ** power).clamp(max=max_pos_weight)
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, function: nn.Module, config: Any) -> torch.Tensor:
+        known = ~targets.isnan().any(dim=1)
+        if not known.all():
+            # Rows that leave this head unknown train only the other heads.
+            if not known.any():
+                return logits.new_zeros(())
+            logits, targets = logits[known], targets[known]
         value = config.multi_label_loss_weight * function(logits, targets)
         if config.ranking_loss_weight > 0:
             value = value + config.ranking_loss_weight * ranking_loss(logits, targets)
         return value
 
     def logistic_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, targets.double(), reduction="sum")
+        known = ~targets.isnan().any(dim=1)
+        return F.binary_cross_entropy_with_logits(logits[known], targets[known].double(), reduction="sum")
 
     def soften(self, probabilities: np.ndarray, temperature: float) -> np.ndarray:
         p = _clip(probabilities)
@@ -353,7 +371,8 @@ class MultiKind(HeadKind):
                          shrinkage: float) -> dict[str, float]:
         from earshot.training.metrics import tune_thresholds
 
-        tuned = tune_thresholds(gold, probabilities, shrinkage=shrinkage)
+        known = self.labelled(gold)
+        tuned = tune_thresholds(gold[known], probabilities[known], shrinkage=shrinkage)
         return {label: float(t) for label, t in zip(head.labels, tuned)}
 
     def metrics(self, head: "Head", gold: np.ndarray, probabilities: np.ndarray,
@@ -362,6 +381,8 @@ class MultiKind(HeadKind):
 
         chosen = thresholds if thresholds is not None else head.thresholds
         cut = np.array([chosen[label] for label in head.labels])
+        known = self.labelled(gold)  # rows that leave this head unknown are not scored
+        gold, probabilities = gold[known], probabilities[known]
         metrics = multi_label_metrics(gold, probabilities, cut, head.labels)
         metrics["confusion_matrix"] = top_label_confusion(gold.astype(bool), probabilities, cut, head.labels)
         return metrics

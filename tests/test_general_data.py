@@ -79,6 +79,7 @@ sources:
     multi_label: false
     licence: CC0
     domain: toy
+    unannotated: [praise_points]
   toy_aspects:
     files: [toy_aspects/train.csv]
     validation_files: [toy_aspects/validation.csv]
@@ -134,14 +135,16 @@ def test_build_general_rows_maps_merges_duplicates_and_counts(tmp_path: Path) ->
     assert rows.source_labels.tolist() == ["late_card", "card_eta", "double_charge;thanks", "card_eta", "food;staff",
                                            "misc"]
     assert rows.drop(columns="source_labels").to_dict("records") == [
-        {"text": "where is my card", "sentiment": "negative", "pain_points": "Delays", "praise_points": "",
-         "source": "toy_intents"},
-        {"text": "when does the card come", "sentiment": "neutral", "pain_points": "", "praise_points": "",
-         "source": "toy_intents"},
+        # toy_intents never annotated praise points: those cells say so, not "none"
+        {"text": "where is my card", "sentiment": "negative", "pain_points": "Delays",
+         "praise_points": "unannotated", "source": "toy_intents"},
+        {"text": "when does the card come", "sentiment": "neutral", "pain_points": "",
+         "praise_points": "unannotated", "source": "toy_intents"},
         # the duplicate's labels merge: negative + positive -> unknown; pain points in taxonomy order
         {"text": "charged twice thanks", "sentiment": "", "pain_points": "Billing and charges;Refunds and returns",
-         "praise_points": "", "source": "toy_intents"},
-        {"text": "ok", "sentiment": "neutral", "pain_points": "", "praise_points": "", "source": "toy_intents"},
+         "praise_points": "unannotated", "source": "toy_intents"},
+        {"text": "ok", "sentiment": "neutral", "pain_points": "", "praise_points": "unannotated",
+         "source": "toy_intents"},
         # aspect source: the pain column maps to pain points, the praise column to praise points
         {"text": "Great pasta but a rude waiter", "sentiment": "", "pain_points": "Staff behaviour",
          "praise_points": "Product quality", "source": "toy_aspects"},
@@ -153,7 +156,18 @@ def test_build_general_rows_maps_merges_duplicates_and_counts(tmp_path: Path) ->
     assert counts["sentiment"]["neutral"] == {"toy_intents": 2}
     assert counts["sentiment"]["(unknown)"] == {"toy_intents": 1, "toy_aspects": 2}
     assert counts["pain_points"]["Delays"] == {"toy_intents": 1}
-    assert counts["praise_points"]["(none)"] == {"toy_intents": 4, "toy_aspects": 1}
+    assert counts["praise_points"]["(none)"] == {"toy_aspects": 1}
+    assert counts["praise_points"]["(not annotated)"] == {"toy_intents": 4}
+    assert list(counts["praise_points"])[-2:] == ["(none)", "(not annotated)"]
+
+
+def test_unannotated_lists_only_multi_heads(tmp_path: Path) -> None:
+    from earshot.training.general_data import read_sources
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(TOY_SOURCES.replace("unannotated: [praise_points]", "unannotated: [sentiment]"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"source 'toy_intents': 'unannotated' lists heads.*\['sentiment'\]"):
+        read_sources(path)
 
 
 def test_an_unmapped_label_is_an_error_naming_source_row_and_label(tmp_path: Path) -> None:
@@ -203,7 +217,8 @@ def test_a_tiny_general_model_trains_from_two_toy_sources(tmp_path: Path, tiny_b
     assert main(["train", "--data", str(tmp_path / "general.csv"), "--output", str(tmp_path / "m"),
                  "--base-model", str(tiny_base), "--taxonomy", str(TAXONOMY_PATH), "--sentiment-column", "sentiment",
                  "--pain-points-column", "pain_points", "--head", "praise_points:multi:praise_points",
-                 "--source-column", "source", "--licence-column", "licence", "--epochs", "1",
+                 "--source-column", "source", "--licence-column", "licence", "--unknown-label", "unannotated",
+                 "--epochs", "1",
                  "--recipe", "fine-tune", "--no-progress"]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())["earshot"]
     taxonomy = general_labels()
@@ -213,3 +228,5 @@ def test_a_tiny_general_model_trains_from_two_toy_sources(tmp_path: Path, tiny_b
     assert trained_on["toy_intents"]["licence"] == "CC0"
     assert sum(entry["rows"] for entry in trained_on.values()) == len(rows) - config["provenance"]["validation_rows"]
     assert trained_on["toy_aspects"]["labels"]["pain_points"].get("Staff behaviour", 0) <= 1
+    assert trained_on["toy_intents"]["labels"]["praise_points"] == {}  # unannotated: no label, not a label
+    assert config["provenance"]["columns"]["unknown_labels"] == ["unannotated"]

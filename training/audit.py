@@ -65,7 +65,8 @@ def out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, folds: int
                 c: float = DEFAULT_C) -> np.ndarray:
     """Probabilities (rows x labels) for each row from a logistic regression trained on the other folds.
 
-    Single heads: rows of unknown label (gold -1) get NaN rows. Multi heads: one regression per label.
+    Rows of unknown label (single: gold -1; multi: a NaN row) get NaN rows. Multi heads: one regression
+    per label.
     """
     return _auditor(head).out_of_fold(head, gold, embeddings, folds, seed, c)
 
@@ -75,15 +76,17 @@ def _multi_out_of_fold(head: Head, gold: np.ndarray, embeddings: np.ndarray, fol
     model_selection = require("sklearn.model_selection", extra="audit", feature=FEATURE)
     linear = require("sklearn.linear_model", extra="audit", feature=FEATURE)
     probabilities = np.full((len(gold), len(head.labels)), np.nan)
+    known = np.flatnonzero(head.behaviour.labelled(gold))
+    vectors = embeddings[known]
     for j in range(len(head.labels)):
-        column = gold[:, j]
+        column = gold[known, j]
         if column.sum() < folds:  # too few positives to hold any out: the base rate
-            probabilities[:, j] = column.mean()
+            probabilities[known, j] = column.mean()
             continue
         for train, held in model_selection.StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-                embeddings, column):
-            fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(embeddings[train], column[train])
-            probabilities[held, j] = fitted.predict_proba(embeddings[held])[:, 1]
+                vectors, column):
+            fitted = linear.LogisticRegression(C=c, max_iter=2000).fit(vectors[train], column[train])
+            probabilities[known[held], j] = fitted.predict_proba(vectors[held])[:, 1]
     return probabilities
 
 
@@ -142,10 +145,12 @@ def _multi_issues(head: Head, gold: np.ndarray, probabilities: np.ndarray, folds
                   ) -> tuple[list[int], np.ndarray]:
     cleanlab_filter = require("cleanlab.filter", extra="audit", feature=FEATURE)
     multilabel_rank = require("cleanlab.multilabel_classification.rank", extra="audit", feature=FEATURE)
-    labels = [list(np.flatnonzero(row)) for row in gold]
-    flagged = cleanlab_filter.find_label_issues(labels, probabilities, multi_label=True, filter_by=FILTER)
-    quality = multilabel_rank.get_label_quality_scores(labels, probabilities)
-    return [int(i) for i in np.flatnonzero(flagged)], quality
+    known = np.flatnonzero(head.behaviour.labelled(gold))
+    labels = [list(np.flatnonzero(row)) for row in gold[known]]
+    flagged = cleanlab_filter.find_label_issues(labels, probabilities[known], multi_label=True, filter_by=FILTER)
+    quality = np.ones(len(gold))
+    quality[known] = multilabel_rank.get_label_quality_scores(labels, probabilities[known])
+    return [int(known[i]) for i in np.flatnonzero(flagged)], quality
 
 
 def _multi_names(head: Head, gold_row: np.ndarray) -> str:

@@ -67,9 +67,11 @@ class HeadColumn:
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """Which columns hold the text and each head's labels, and which values mean "no label".
+    """Which columns hold the text and each head's labels, and which values mean "no label" or "unknown".
 
     ``none_labels`` apply to multi heads (e.g. the airline data's "Can't Tell" pain point).
+    ``unknown_labels`` are cells that say nothing about their head (e.g. a source that never annotated
+    pain points): the row trains the other heads only, as an empty single-label cell does.
 
     Example:
         >>> mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "airline_sentiment"),))
@@ -78,6 +80,7 @@ class ColumnMapping:
     text: str = "text"
     heads: tuple[HeadColumn, ...] = ()
     none_labels: tuple[str, ...] = ()
+    unknown_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.heads:
@@ -261,8 +264,12 @@ def _parse_row(record: dict[str, Any], row: int, mapping: ColumnMapping, known: 
     labels: dict[str, str | tuple[str, ...] | None] = {}
     for head in mapping.heads:
         kind = head.behaviour
+        cell = record[head.column]
+        if isinstance(cell, str) and cell.strip() in mapping.unknown_labels:
+            labels[head.name] = None
+            continue
         try:
-            value = kind.parse_cell(record[head.column], mapping.none_labels)
+            value = kind.parse_cell(cell, mapping.none_labels)
         except CellError as error:
             raise _RowError(SkippedRow(row, head.column, str(error))) from None
         found = () if value is None else (value,) if isinstance(value, str) else value

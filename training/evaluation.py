@@ -137,7 +137,8 @@ def model_card(model: EarshotModel, metrics: dict[str, Any]) -> str:
         f"- Licence: {provenance.get('data_licence') or _licence_note(provenance)}.",
         f"- Columns: text `{columns.get('text')}`; "
         + ", ".join(f"{head} `{column}`" for head, column in head_columns.items())
-        + f"; values meaning no label: {columns.get('none_labels') or 'none'}.",
+        + f"; values meaning no label: {columns.get('none_labels') or 'none'}"
+        + (f"; values leaving a head unknown: {columns['unknown_labels']}." if columns.get("unknown_labels") else "."),
         f"- Rows: {provenance.get('train_rows', '?')} for training, {provenance.get('validation_rows', '?')} for "
         f"validation (early stopping, threshold tuning); {provenance.get('rows_skipped', 0)} skipped.",
         f"- Best epoch {provenance.get('best_epoch', '?')} of {provenance.get('epochs_run', '?')}, trained in "

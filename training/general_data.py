@@ -27,8 +27,12 @@ How a source row becomes a general row (:func:`build_general_rows`):
 * Exact duplicate texts within a source are merged into one row whose label set is the union of
   the duplicates' labels (so a text labelled twice with different intents keeps both), at the
   position of its first occurrence.
-* In the result an empty ``pain_points`` / ``praise_points`` cell means "none of them" (the multi
-  heads have no "unknown"); an empty ``sentiment`` means unknown.
+* In the result an empty ``pain_points`` / ``praise_points`` cell means "none of them"; an empty
+  ``sentiment`` means unknown. A source that never annotated a multi head (``unannotated`` in
+  ``sources.yaml``: GoEmotions says how a Reddit comment feels, nothing about a company's pain
+  points) gets ``unannotated`` in that head's cells, which ``earshot train --unknown-label
+  unannotated`` reads as unknown: those rows train the other heads only, instead of teaching that
+  an angry text names no pain point.
 
 Errors are :class:`~earshot.training.data.DataError` (a ``ValueError``) naming the file, the line or
 data row (1-based, header not counted) and the label.
@@ -73,6 +77,8 @@ SEPARATOR = ";"
 NEUTRAL = "neutral"
 UNKNOWN = "(unknown)"  # label_counts key for rows without a sentiment
 NONE = "(none)"  # label_counts key for rows with no pain (or praise) point
+UNANNOTATED = "unannotated"  # the cell of a multi head that a source never annotated (see the module docstring)
+NOT_ANNOTATED = "(not annotated)"  # label_counts key for those cells
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ class SourceSpec:
     validation_files: tuple[str, ...] = ()
     licence: str = ""
     domain: str = ""
+    unannotated: tuple[str, ...] = ()  # multi heads this source says nothing about
 
     def label_columns(self) -> tuple[str, ...]:
         """The columns whose cells hold source labels, in the order they are read."""
@@ -173,12 +180,17 @@ def _source_spec(path: str | Path, name: str, entry: Any) -> SourceSpec:
         raise DataError(f"{where}: 'label_columns' maps pain_points and/or praise_points to columns, got {aspects!r}")
     if not isinstance(entry.get("text_column"), str) or not entry["text_column"]:
         raise DataError(f"{where}: 'text_column' is missing")
+    unannotated = entry.get("unannotated") or []
+    if not isinstance(unannotated, list) or not set(unannotated) <= {"pain_points", "praise_points"}:
+        raise DataError(f"{where}: 'unannotated' lists heads the source never annotated, of pain_points and "
+                        f"praise_points; got {unannotated!r}")
     return SourceSpec(name=name, files=tuple(files), text_column=entry["text_column"],
                       multi_label=bool(entry.get("multi_label", False)),
                       label_column=str(label_column) if label_column else None,
                       aspect_columns={str(k): str(v) for k, v in aspects.items()},
                       validation_files=tuple(entry.get("validation_files") or ()),
-                      licence=str(entry.get("licence", "")), domain=str(entry.get("domain", "")))
+                      licence=str(entry.get("licence", "")), domain=str(entry.get("domain", "")),
+                      unannotated=tuple(unannotated))
 
 
 def read_mapping(source: str, mappings_dir: str | Path = MAPPINGS_DIR,
@@ -351,9 +363,10 @@ def _general_rows(spec: SourceSpec, data_dir: Path, mapping: Mapping[str, Mapped
         every = [mapping[label] for labels in by_column.values() for label in labels]
         pain = {p for label in by_column.get(pain_column, ()) for p in mapping[label].pain_points}
         praise = {p for label in by_column.get(praise_column, ()) for p in mapping[label].praise_points}
+        cells = {head: UNANNOTATED if head in spec.unannotated else SEPARATOR.join(p for p in order[head] if p in found)
+                 for head, found in (("pain_points", pain), ("praise_points", praise))}
         records.append((text, combine_sentiments(m.sentiment for m in every) or "",
-                        SEPARATOR.join(p for p in order["pain_points"] if p in pain),
-                        SEPARATOR.join(p for p in order["praise_points"] if p in praise), spec.name,
+                        cells["pain_points"], cells["praise_points"], spec.name,
                         SEPARATOR.join(sorted({label for labels in by_column.values() for label in labels}))))
     return pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
 
@@ -384,7 +397,8 @@ def label_counts(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     """Head -> label -> source -> number of rows, for a frame from :func:`build_general_rows`.
 
     Rows without a sentiment count under ``(unknown)``; rows without a pain (praise) point under
-    ``(none)``. Labels are sorted, those two keys last.
+    ``(none)``, and those of a source that never annotated the head under ``(not annotated)``. Labels are
+    sorted, those keys last.
 
     Example:
         >>> frame = pd.DataFrame({"text": ["a", "b"], "sentiment": ["negative", ""],
@@ -398,7 +412,8 @@ def label_counts(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
         empty = UNKNOWN if head == "sentiment" else NONE
         table: dict[str, dict[str, int]] = {}
         for cell, source in zip(frame[head], frame["source"]):
-            for label in (split_labels(cell, head != "sentiment") or (empty,)):
+            found = (NOT_ANNOTATED,) if cell == UNANNOTATED else split_labels(cell, head != "sentiment")
+            for label in (found or (empty,)):
                 per_source = table.setdefault(label, {})
                 per_source[source] = per_source.get(source, 0) + 1
         counts[head] = {label: table[label] for label in sorted(table, key=lambda name: (name.startswith("("), name))}

@@ -53,6 +53,7 @@ class DataSources:
     licence: str = ""
     text_column: str = "text"
     none_labels: tuple[str, ...] = ()
+    unknown_labels: tuple[str, ...] = ()
     source_column: str | None = None
     licence_column: str | None = None
 
@@ -191,7 +192,7 @@ def _taxonomy_only(sources: DataSources, taxonomy: Taxonomy) -> TrainingSet:
     if sources.validation is not None:
         mapping = sources.mapping or ColumnMapping(
             text=sources.text_column, heads=tuple(HeadColumn(h.name, h.kind, h.name) for h in taxonomy.heads),
-            none_labels=sources.none_labels)
+            none_labels=sources.none_labels, unknown_labels=sources.unknown_labels)
         validation = read_checked(sources.validation, mapping, skip_bad_rows=sources.skip_bad_rows,
                                   known_labels={h.name: h.labels for h in heads}).examples
     provenance = {"taxonomy": sources.taxonomy.name, "train_rows": 0, "validation_rows": len(validation)}

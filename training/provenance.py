@@ -24,7 +24,7 @@ def data_provenance(data_path: Path, mapping: ColumnMapping, data: LoadedData, t
         "data_licence": licence,
         "validation_file": validation_path.name if validation_path else None,
         "columns": {"text": mapping.text, "heads": {h.name: h.column for h in mapping.heads},
-                    "none_labels": list(mapping.none_labels)},
+                    "none_labels": list(mapping.none_labels), "unknown_labels": list(mapping.unknown_labels)},
         "rows_read": len(data.examples) + len(data.skipped),
         "rows_skipped": len(data.skipped),
         "train_rows": train_rows,
