@@ -228,10 +228,11 @@ BATCH_INDEPENDENCE = 1e-3  # a text's scores whatever else shares its batch
 def test_a_texts_scores_do_not_depend_on_its_batch_on_any_cpu_backend(tmp_path: Path) -> None:
     folder = tmp_path / "default"
     EarshotModel.from_pretrained(DEFAULT_MODEL_DIR, device="cpu").save_pretrained(folder)
-    # bf16 keeps the bound of the bf16 test above: its own roundings move scores by more than 1e-3
-    # (docs/experiments.md, "Batch independence").
+    # bf16 is held to the bound of the bf16 test above (against fp32): its own roundings move scores by
+    # more than 1e-3, the default's sharp pain-point scores most (docs/experiments.md, "Batch independence");
+    # a padded or packed neighbour leaking into a text would move them by far more.
     for backend, tolerance in (("torch", BATCH_INDEPENDENCE), ("onnx-int8", BATCH_INDEPENDENCE),
-                               ("bf16", BF16_TOLERANCE / 2)):
+                               ("bf16", BF16_TOLERANCE)):
         model = EarshotModel.from_pretrained(folder, backend=backend, device="cpu")
         together = model.predict_proba(BATCH_TEXTS)
         alone = [model.predict_proba([text]) for text in BATCH_TEXTS]
