@@ -326,7 +326,7 @@ class MultiKind(HeadKind):
 
     def labelled(self, gold: np.ndarray) -> np.ndarray:
         # An empty set is an answer ("none of these"); only a row of NaN is unknown.
-        return ~np.isnan(gold).any(axis=1) if len(gold) else np.ones(0, dtype=bool)
+        return ~np.isnan(gold).any(axis=1)
 
     def label_sets(self, gold: np.ndarray) -> list[frozenset[int] | None]:
         return [frozenset(np.flatnonzero(row).tolist()) if known else None
@@ -339,13 +339,13 @@ class MultiKind(HeadKind):
         return torch.from_numpy(gold)
 
     def loss_function(self, head: "Head", targets: torch.Tensor, power: float, max_pos_weight: float) -> nn.Module:
-        targets = targets[~targets.isnan().any(dim=1)]  # class weights count the rows that have labels
+        targets = targets[_known_rows(targets)]  # class weights count the rows that have labels
         positives = targets.sum(dim=0).clamp(min=1)
         pos_weight = (((len(targets) - positives) / positives) ** power).clamp(max=max_pos_weight)
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, function: nn.Module, config: Any) -> torch.Tensor:
-        known = ~targets.isnan().any(dim=1)
+        known = _known_rows(targets)
         if not known.all():
             # Rows that leave this head unknown train only the other heads.
             if not known.any():
@@ -357,7 +357,7 @@ class MultiKind(HeadKind):
         return value
 
     def logistic_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        known = ~targets.isnan().any(dim=1)
+        known = _known_rows(targets)
         return F.binary_cross_entropy_with_logits(logits[known], targets[known].double(), reduction="sum")
 
     def soften(self, probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -579,6 +579,11 @@ def _margin(answer: "HeadPrediction") -> float:
 def _distance_to_threshold(answer: "HeadPrediction", thresholds: dict[str, float]) -> float:
     """How close the closest label is to its decision (its threshold, 0.5 when not given)."""
     return min(abs(score - thresholds.get(label, 0.5)) for label, score in answer.scores.items())
+
+
+def _known_rows(targets: torch.Tensor) -> torch.Tensor:
+    """Which rows of a multi head's targets carry labels (a NaN row: the row leaves the head unknown)."""
+    return ~targets.isnan().any(dim=1)
 
 
 def ranking_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
