@@ -13,7 +13,7 @@ server:
    choose from.
 3. A scripted reviewer answers ``--answers`` items with their gold labels through ``POST /corrections``
    (a label for a single head, a list for a multi head). ``fix``: the first items of ``GET
-   /review/queue?purpose=fix`` (uncertainty, with near-duplicates sent behind: ``EARSHOT_REVIEW_SIMILAR``);
+   /review/queue?purpose=fix`` (uncertainty; ``--similar`` sends near-duplicates behind: ``EARSHOT_REVIEW_SIMILAR``);
    ``teach``: of ``GET /review/queue?purpose=teach`` (one item per k-means cluster of the waiting texts,
    ``earshot.loop.teach``); ``random``: items drawn at random from the stream (corrected by the id they
    were classified with). ``queue`` is the old name of ``fix`` (result files written before keep it).
@@ -226,7 +226,7 @@ def settled_counts(client: httpx.Client) -> dict[str, int]:
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
                  gold: dict[str, Gold], answers: int, pool: float, before_version: str, log: Path,
                  head: HeadColumn, similar: float | None = None, holdout: float = 0.0,
-                 retrain_from: str = "none") -> dict[str, Any]:
+                 retrain_from: str = "none", queue_only: bool = False) -> dict[str, Any]:
     timings: dict[str, float] = {}
     registry, store = work / "registry", work / f"feedback-{strategy}.db"
     for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
@@ -259,6 +259,9 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
                 picks = random.Random(seed).sample(range(len(stream)), answers)
                 chosen = [{"id": f"s{i}", "labels": {name: correction_value(stream[i].labels[name])}} for i in picks]
                 wrong = sum(answer_wrong(given.get(f"s{i}"), stream[i].labels[name]) for i in picks)
+            if queue_only:
+                return queue_result(strategy, seed, head, retrain_from, chosen, wrong, counts, top_share, similar,
+                                    len(stream), reasons, timings)
             started = time.monotonic()
             for i in range(0, len(chosen), 50):
                 post(client, "/corrections", {"items": chosen[i:i + 50], "reviewer": f"benchmark-{strategy}"})
@@ -300,6 +303,17 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
             "test_rows": report["rows"], "seconds": {k: round(v, 1) for k, v in timings.items()}}
 
 
+def queue_result(strategy: str, seed: int, head: HeadColumn, retrain_from: str, chosen: list, wrong: int,
+                 counts: dict[str, int], top_share: float, similar: float | None, stream: int,
+                 reasons: collections.Counter, timings: dict[str, float]) -> dict[str, Any]:
+    """A ``--queue-only`` line: which answers the strategy picked and how many the model had wrong, no retrain."""
+    return {"strategy": strategy, "seed": seed, "head": head_flag(head), "retrain_from": retrain_from,
+            "queue_only": True, "answers": len(chosen), "model_wrong": wrong,
+            "wrong_rate": round(wrong / len(chosen), 4) if chosen else None, "queue_waiting": counts["waiting"],
+            "capture_top_share": top_share, "review_similar": similar, "stream": stream,
+            "queue_reasons": dict(reasons), "seconds": {k: round(v, 1) for k, v in timings.items()}}
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
@@ -317,7 +331,10 @@ def summarise(paths: Sequence[Path]) -> None:
         run["strategy"] = OLD_NAMES.get(run["strategy"], run["strategy"])
         if run.get("wrong_rate") is None and run.get("queue_model_wrong") is not None and run.get("answers"):
             run["wrong_rate"] = run["queue_model_wrong"] / run["answers"]  # a line written before wrong_rate
-        by[(run.get("set", "-"), run.get("retrain_from", "none"))][run["strategy"]].append(run)
+        start = "queue only" if run.get("queue_only") else run.get("retrain_from", "none")
+        if run.get("review_similar") is not None:
+            start += f", similar {run['review_similar']}"
+        by[(run.get("set", "-"), start)][run["strategy"]].append(run)
     print("| set | from | strategy | seeds | metric | before | after | gain (per seed) | macro-F1 before "
           "| macro-F1 after | model wrong |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -326,10 +343,11 @@ def summarise(paths: Sequence[Path]) -> None:
             rows = sorted(rows, key=lambda r: r["seed"])
             mean = {key: _mean([r.get(key) for r in rows])
                     for key in ("before", "after", "delta", "before_macro_f1", "after_macro_f1", "wrong_rate")}
-            each = ", ".join(f"{r['delta']:+.3f}" for r in rows)
+            each = ", ".join(f"{r['delta']:+.3f}" for r in rows if r.get("delta") is not None)
+            gain = f"{_shown(mean['delta'], True)} ({each})" if each else "–"
             metrics = "/".join(sorted({r.get("metric", "accuracy") for r in rows}))
             print(f"| {name} | {start} | {strategy} | {len(rows)} | {metrics} | {_shown(mean['before'])} "
-                  f"| {_shown(mean['after'])} | {_shown(mean['delta'], True)} ({each}) "
+                  f"| {_shown(mean['after'])} | {gain} "
                   f"| {_shown(mean['before_macro_f1'])} | {_shown(mean['after_macro_f1'])} "
                   f"| {_shown(mean['wrong_rate'])} |")
     gaps = []
@@ -337,7 +355,8 @@ def summarise(paths: Sequence[Path]) -> None:
         for other in ("teach", "fix"):
             if other not in strategies or "random" not in strategies:
                 continue
-            after = {s: {r["seed"]: r["after"] for r in strategies[s]} for s in (other, "random")}
+            after = {s: {r["seed"]: r["after"] for r in strategies[s] if r.get("after") is not None}
+                     for s in (other, "random")}
             seeds = sorted(set(after[other]) & set(after["random"]))
             if seeds:
                 each = [after[other][s] - after["random"][s] for s in seeds]
@@ -379,6 +398,9 @@ def main() -> None:
     parser.add_argument("--retrain-from", choices=["none", "current"], default="none",
                         help="none: retrain from the base encoder; current: from the served model "
                              "(earshot retrain --from current)")
+    parser.add_argument("--queue-only", action="store_true",
+                        help="stop once each strategy has picked its answers: report how many the model had wrong "
+                             "(the fix purpose's measure), without the retrain")
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--dev-fraction", type=float, default=0.05)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -421,7 +443,7 @@ def main() -> None:
         before_version = (work / "registry" / "current").read_text().strip()
         for strategy in args.strategy:
             result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, args.pool, before_version,
-                                  log, head, args.similar, args.holdout_fraction, args.retrain_from)
+                                  log, head, args.similar, args.holdout_fraction, args.retrain_from, args.queue_only)
             result["seconds"]["initial_train"] = round(train_seconds, 1)
             result["labelled_rows"] = len(labelled)
             print(json.dumps({"set": name, **result}), flush=True)

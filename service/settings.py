@@ -29,7 +29,7 @@
 | EARSHOT_CAPTURE_TOP         | 0.05                   | queue answers among this most uncertain share of the last 2,000 |
 | EARSHOT_CAPTURE_SAMPLE      | 0.02                   | share of all answers queued at random (accuracy estimate) |
 | EARSHOT_CAPTURE_IDS         | 1                      | keep each answer sent with an id, so /corrections can name it by id |
-| EARSHOT_REVIEW_SIMILAR      | 0.85                   | queue order: a text this close (cosine) to one listed before it or reviewed lately goes behind the rest; 1: off |
+| EARSHOT_REVIEW_SIMILAR      | 1 (off)                | fix queue order: a text this close (cosine, e.g. 0.85) to one listed before it or reviewed lately goes behind the rest |
 | EARSHOT_CAPTURE_DISAGREE    | sentiment=positive>pain_points,sentiment=negative>praise_points | heads that contradict each other |
 """
 

@@ -72,7 +72,8 @@ def exercise_store(store: FeedbackStore) -> None:
 
 
 def exercise_queue_order(store: FeedbackStore) -> None:
-    """Near-duplicates (by the answering model's vectors) go behind the texts that stand apart."""
+    """With ``similar_above`` set, near-duplicates (by the answering model's vectors) go behind the
+    texts that stand apart; by default the queue is in uncertainty order alone."""
     def unit(*values: float) -> np.ndarray:
         return np.array(values, dtype=np.float32) / np.linalg.norm(values)
 
@@ -91,7 +92,7 @@ def exercise_queue_order(store: FeedbackStore) -> None:
     assert [i.text for i in store.queue(10)] == texts[1:]
     stored = store.queue(10)[-1].vector
     np.testing.assert_allclose(stored, unit(1, 0, 0.2), atol=1e-3)  # kept as float16, unit length
-    plain = FeedbackStore(store.engine, similar_above=1.0)
+    plain = FeedbackStore(store.engine)
     assert [i.text for i in plain.queue(10)] == ["my card is lost", "refund please", "lost card again",
                                                  "other model's card", "no vector"]  # uncertainty alone
     with pytest.raises(ValueError, match="similar_above must be over 0 and at most 1, got 1.5"):
@@ -99,7 +100,7 @@ def exercise_queue_order(store: FeedbackStore) -> None:
 
 
 def test_queue_sends_near_duplicates_behind(tmp_path: Path) -> None:
-    exercise_queue_order(FeedbackStore.open(tmp_path / "f.db"))
+    exercise_queue_order(FeedbackStore.open(tmp_path / "f.db", similar_above=0.85))
 
 
 def test_a_store_from_before_vectors_gains_the_column(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_sampled_accuracy_counts_only_random_sample(tmp_path: Path) -> None:
 def test_postgresql_store_keeps_the_same_contract(postgres_url: str) -> None:
     store = FeedbackStore.open(postgres_url)
     exercise_store(store)
-    exercise_queue_order(store)
+    exercise_queue_order(FeedbackStore(store.engine, similar_above=0.85))
     assert "postgresql" in repr(store) and "@127.0.0.1" in repr(store)
 
 

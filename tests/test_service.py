@@ -192,8 +192,8 @@ def test_settings_reject_bad_values() -> None:
     with pytest.raises(ValueError, match=r"EARSHOT_CAPTURE_TOP=2.0 must be at most 1.0"):
         Settings.from_env({"EARSHOT_CAPTURE_TOP": "2"})
     assert Settings.from_env({"EARSHOT_CAPTURE_TOP": "0.25"}).capture.top_share == 0.25
-    assert (Settings.from_env({}).review_similar, Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "1"}).review_similar) \
-        == (0.85, 1.0)
+    assert (Settings.from_env({}).review_similar, Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "0.85"}).review_similar) \
+        == (1.0, 0.85)
     with pytest.raises(ValueError, match=r"EARSHOT_REVIEW_SIMILAR=0.0 must be at least 0.01"):
         Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "0"})
     with pytest.raises(ValueError, match=r"EARSHOT_BACKEND='int4' is not a backend; use one of \['torch', 'bf16', "

@@ -105,9 +105,11 @@ class Correction:
     created_at: float = field(default_factory=time.time)
 
 
-# The queue's near-duplicate cosine (EARSHOT_REVIEW_SIMILAR): on the Banking77 loop 0.85 beat 0.9, and
-# in its proxy 0.9 and 0.95 (docs/experiments.md); a near-duplicate only goes behind, it is never dropped.
-SIMILAR_ABOVE = 0.85
+# The fix queue's near-duplicate cosine (EARSHOT_REVIEW_SIMILAR), off (1.0) by default: fix's job is
+# the answers most likely wrong, and sending near-duplicates behind found fewer of them on HINT3 and no
+# more on Banking77 (docs/experiments.md, "The fix purpose: wrong answers first"). Spreading the reviews
+# over what customers say is the teach purpose's job. A team may still set it: an item only goes behind.
+SIMILAR_ABOVE = 1.0
 
 
 class FeedbackStore:
