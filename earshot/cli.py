@@ -121,6 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             "store's outbox before they are answered, then sent as webhooks (needs --feedback-db)")
     serve.set_defaults(handler=_serve)
 
+    from earshot.align_command import add_command as add_align
     from earshot.discover_command import add_command as add_discover
     from earshot.distill_command import add_command as add_distill
     from earshot.general_command import add_command as add_general
@@ -130,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_distill(commands)
     add_discover(commands)
     add_general(commands)
+    add_align(commands)
     add_commands(commands)
     add_routing(commands)
     return parser
