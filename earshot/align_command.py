@@ -47,12 +47,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    import pandas as pd
     import torch
 
     from earshot.files import write_text_atomic
     from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
     from earshot.training.alignment import AlignmentConfig, align_descriptions, described_texts
+    from earshot.training.data import load_table
     from earshot.training.few_shot import prototype_heads
     from earshot.training.general_data import TAXONOMY_PATH
     from earshot.training.pipeline import TAXONOMY_NAME
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     config = AlignmentConfig(**{k: v for k, v in given.items() if v is not None}, progress=not args.no_progress)
     taxonomy_path = args.taxonomy or TAXONOMY_PATH
     taxonomy = read_taxonomy(taxonomy_path)
-    table = pd.read_csv(args.data, keep_default_na=False, dtype=str)
+    table = load_table(args.data).fillna("").astype(str)  # CSV, Parquet or JSONL, as general-data writes
     pairs = described_texts(table, args.exclude_source, config, taxonomy_path=taxonomy_path)
     base = args.base_model or DEFAULT_BASE_MODEL
     model = EarshotModel.from_base(base, [head.head() for head in taxonomy.heads], label="names")

@@ -84,8 +84,8 @@ def test_alignment_moves_texts_to_their_own_descriptions(tiny_base: Path) -> Non
 def test_earshot_align_writes_a_model_of_the_general_taxonomy(tmp_path: Path, tiny_base: Path) -> None:
     from earshot.cli import main
 
-    table = tmp_path / "general.csv"
-    general_table().to_csv(table, index=False)
+    table = tmp_path / "general.parquet"  # any format general-data writes
+    general_table().to_parquet(table, index=False)
     assert main(["align", "--data", str(table), "--output", str(tmp_path / "names"), "--base-model", str(tiny_base),
                  "--epochs", "2", "--per-label", "6", "--no-progress"]) == 0
     config = json.loads((tmp_path / "names" / "config.json").read_text())["earshot"]
