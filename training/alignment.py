@@ -196,14 +196,12 @@ def _multi_positive_nce(logits: torch.Tensor, positive: torch.Tensor) -> torch.T
 
 
 def _unit_vectors(model: EarshotModel, texts: Sequence[str], config: AlignmentConfig) -> torch.Tensor:
+    """The model's pooled vectors of ``texts`` (its own forward pass and pooling), at unit length."""
     import torch
+
+    from earshot.model.modeling import EMBEDDING
 
     encoded = model.tokenizer(list(texts), padding=True, truncation=True, max_length=config.max_length,
                               return_tensors="pt")
-    hidden = model.encoder(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).last_hidden_state
-    if model.config.pooling == "cls":
-        pooled = hidden[:, 0]
-    else:
-        mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    pooled = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])[EMBEDDING]
     return torch.nn.functional.normalize(pooled, dim=-1)
