@@ -9,7 +9,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from earshot.training.data import (ColumnMapping, DataError, HeadColumn, parse_label_cell, read_examples,
+from earshot.training.data import (ColumnMapping, DataError, Example, HeadColumn, parse_label_cell, read_examples,
                                    split_validation)
 
 SENTIMENT = HeadColumn("sentiment", "single", "sentiment", flag="--sentiment-column")
@@ -156,9 +156,21 @@ def test_stratified_split_is_seeded_and_keeps_shares(feedback_csv: Path) -> None
     again = split_validation(examples, 0.2, seed=1)
     assert (train, validation) == again
     assert len(train) + len(validation) == len(examples)
-    share = sum(e.labels["sentiment"] == "positive" for e in validation) / len(validation)
-    assert share == pytest.approx(30 / 204, abs=0.03)
+    held = {e.text: e.labels["sentiment"] for e in validation}  # the fixture repeats texts: shares are over distinct ones
+    share = sum(label == "positive" for label in held.values()) / len(held)
+    assert share == pytest.approx(6 / 85, abs=0.03)
     assert split_validation(examples, 0.2, seed=2)[1] != validation
+
+
+def test_copies_of_a_text_stay_on_one_side_of_the_split() -> None:
+    distinct = [Example(f"text {i}", {"sentiment": "positive" if i % 3 else "negative"}, i) for i in range(60)]
+    copies = [Example(e.text, e.labels, 100 + e.row) for e in distinct]
+    train, validation = split_validation(distinct + copies, 0.2, seed=1)
+    held = {e.text for e in validation}
+    assert held and not held & {e.text for e in train}
+    assert len(validation) == 2 * len(held)
+    # without repeated texts the split is the one drawn over rows
+    assert [e.text for e in split_validation(distinct, 0.2, seed=1)[1]] == sorted(held, key=lambda t: int(t[5:]))
 
 
 def test_unknown_extension(tmp_path: Path) -> None:

@@ -15,16 +15,16 @@ from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig,
 pytestmark = pytest.mark.integration
 
 
-def test_fine_tune_minilm_one_epoch_and_round_trip(minilm_path: str, feedback_csv: Path, tmp_path: Path) -> None:
+def test_fine_tune_minilm_and_round_trip(minilm_path: str, feedback_csv: Path, tmp_path: Path) -> None:
     mapping = ColumnMapping(heads=(HeadColumn("sentiment", "single", "sentiment"),
                                    HeadColumn("pain_points", "multi", "pain_points")))
     data = read_examples(feedback_csv, mapping)
     train, validation = split_validation(data.examples, 0.2, seed=5)
     model = EarshotModel.from_base(minilm_path, data.heads(mapping), max_length=64)
     result = Trainer(model, train, validation, TrainingConfig(output_dir=str(tmp_path / "m"), recipe="fine-tune",
-                                                              epochs=1, batch_size=16, progress=False)).train()
-    assert result.epochs_run == 1
-    # one epoch on 160 rows is enough for the easy sentiment classes of the fixture
+                                                              epochs=2, batch_size=16, progress=False)).train()
+    assert result.epochs_run == 2
+    # two epochs are enough for the easy sentiment classes of the fixture, on texts it never trained on
     assert result.validation_metrics["sentiment"]["accuracy"] >= 0.8
 
     texts = [e.text for e in validation]
@@ -69,3 +69,4 @@ def test_default_model_batches_and_single_calls_agree() -> None:
     for i, single in enumerate(alone):
         np.testing.assert_allclose(together["pain_points"][i], single["pain_points"][0], atol=1e-5)
     assert together.truncated.tolist() == [False, True, False]
+

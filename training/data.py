@@ -332,13 +332,21 @@ def _first(value: str | tuple[str, ...] | None) -> str:
 def split_validation(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """A stratified, seeded split: each group of (every head's label or first label) keeps its share.
 
+    Rows with the same text stay on the same side (the split is drawn over distinct texts, each with its
+    first row's labels): a copy of a validation text in training would tune thresholds and early
+    stopping on text the model has learnt. Without repeated texts the split is the plain row split.
+
     Example:
         >>> train, validation = split_validation(data.examples, 0.1, seed=13)
     """
-    keys = ["|".join(_first(value) for _, value in sorted(e.labels.items())) for e in examples]
-    held_out = stratified_holdout(keys, fraction, seed)
-    train = [e for i, e in enumerate(examples) if i not in held_out]
-    validation = [e for i, e in enumerate(examples) if i in held_out]
+    first_rows: dict[str, Example] = {}
+    for example in examples:
+        first_rows.setdefault(example.text, example)
+    distinct = list(first_rows.values())
+    keys = ["|".join(_first(value) for _, value in sorted(e.labels.items())) for e in distinct]
+    held_texts = {distinct[i].text for i in stratified_holdout(keys, fraction, seed)}
+    train = [e for e in examples if e.text not in held_texts]
+    validation = [e for e in examples if e.text in held_texts]
     if not validation:
         raise ValueError(f"the validation fraction {fraction} of {len(examples)} rows leaves no validation rows")
     return train, validation
