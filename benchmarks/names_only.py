@@ -7,6 +7,11 @@ each base encoder, scored top-1 on the source's held-out rows, beside always ans
 
 A held-out row counts when it has exactly one label of its source. Without --train, each base's texts and
 descriptions are compared by cosine similarity alone (no training), as a floor.
+
+A taxonomy of your own (one single head) scored on a labelled table of yours, instead of the sources:
+
+    python benchmarks/names_only.py --taxonomy apps.yaml --table reviews.csv --column label \
+        --base sentence-transformers/all-MiniLM-L6-v2 --base model/names
 """
 
 from __future__ import annotations
@@ -43,48 +48,85 @@ def held_out_rows(test: pd.DataFrame, source: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def cosine_top1(base: str, labels: list[str], descriptions: list[str], rows: pd.DataFrame) -> float:
-    """Top-1 of the nearest description by cosine similarity of the base encoder's pooled vectors."""
+def cosine_answers(base: str, labels: list[str], descriptions: list[str], rows: pd.DataFrame) -> np.ndarray:
+    """Each row's label of the nearest description by cosine similarity of the base encoder's pooled vectors."""
     vectors = embed_texts(base, [*rows.text, *descriptions])  # unit length
     texts, anchors = vectors[: len(rows)], vectors[len(rows):]
-    chosen = (texts @ anchors.T).argmax(axis=1)
-    return float(np.mean([labels[i] == gold for i, gold in zip(chosen, rows.source_labels)]))
+    return np.array(labels, dtype=object)[(texts @ anchors.T).argmax(axis=1)]
 
 
-def trained_top1(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path, seed: int) -> float:
+def per_label(answers: np.ndarray, gold: pd.Series) -> str:
+    """'label right/rows' for each gold label, commonest first."""
+    right = pd.Series(answers == gold.to_numpy(), index=gold.index).groupby(gold).sum()
+    return ", ".join(f"{label} {right[label]}/{count}" for label, count in gold.value_counts().items())
+
+
+def trained_top1(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path, seed: int, head: str = "label") -> float:
     config = TrainingConfig(output_dir=str(output), seed=seed, progress=False)
     model = fit(config, load_training_set(DataSources(taxonomy=taxonomy), seed), base_model=base)
     answers = model.predict(rows.text.tolist())
-    return float(np.mean([a["label"].label == gold for a, gold in zip(answers, rows.source_labels)]))
+    return float(np.mean([a[head].label == gold for a, gold in zip(answers, rows.source_labels)]))
+
+
+def source_task(source: str, test: pd.DataFrame, work: Path) -> tuple[str, Path, str, list[str], list[str], pd.DataFrame]:
+    """A source's taxonomy (written to ``work``), head, labels, descriptions and held-out single-label rows."""
+    labels = sorted(read_mapping(source))
+    descriptions = [read_mapping(source)[label].description for label in labels]
+    return source, source_taxonomy(source, work / f"{source}.yaml", labels), "label", labels, descriptions, \
+        held_out_rows(test, source)
+
+
+def own_task(taxonomy: Path, table: Path, column: str) -> tuple[str, Path, str, list[str], list[str], pd.DataFrame]:
+    """A taxonomy file of one single head and a table whose ``column`` holds one of its labels per row."""
+    from earshot.training.taxonomy import read_taxonomy
+
+    (head,) = read_taxonomy(taxonomy).heads
+    labels = [label.name for label in head.labels]
+    rows = pd.read_csv(table, keep_default_na=False)
+    unknown = sorted(set(rows[column]) - set(labels))
+    if unknown:
+        raise SystemExit(f"{table}: column {column!r} holds labels not in {taxonomy}: {unknown}")
+    rows = rows.assign(source_labels=rows[column])[["text", "source_labels"]]
+    return table.stem, taxonomy, head.name, labels, [label.description for label in head.labels], rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test", type=Path, required=True, help="from `earshot general-data --test-output`")
-    parser.add_argument("--source", action="append", required=True)
+    parser.add_argument("--test", type=Path, default=None, help="from `earshot general-data --test-output`")
+    parser.add_argument("--source", action="append", default=[])
+    parser.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy file of one single head")
+    parser.add_argument("--table", type=Path, default=None, help="labelled rows for --taxonomy (CSV, a text column)")
+    parser.add_argument("--column", default="label", help="--table's label column")
     parser.add_argument("--base", action="append", required=True, help="a hub id, encoder folder or earshot model")
     parser.add_argument("--train", action="store_true", help="train from the taxonomy (else cosine similarity only)")
     parser.add_argument("--output", type=Path, default=None, help="where the trained models go (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--per-label", action="store_true", help="also print each label's right answers (no --train)")
     args = parser.parse_args()
-    test = pd.read_csv(args.test, keep_default_na=False)
+    if bool(args.source) != bool(args.test) or bool(args.taxonomy) != bool(args.table) or not (args.source or args.table):
+        parser.error("give --test with --source, or --taxonomy with --table")
     work = args.output or Path(tempfile.mkdtemp(prefix="names-only-"))
     work.mkdir(parents=True, exist_ok=True)
-    for source in args.source:
-        rows = held_out_rows(test, source)
-        labels = sorted(read_mapping(source))
-        taxonomy = source_taxonomy(source, work / f"{source}.yaml", labels)
-        descriptions = [read_mapping(source)[label].description for label in labels]
+    tasks = []
+    if args.source:
+        test = pd.read_csv(args.test, keep_default_na=False)
+        tasks = [source_task(source, test, work) for source in args.source]
+    if args.taxonomy:
+        tasks.append(own_task(args.taxonomy, args.table, args.column))
+    for name, taxonomy, head, labels, descriptions, rows in tasks:
         majority = rows.source_labels.value_counts(normalize=True).iloc[0]
         figures = []
         for base in args.base:
-            name = Path(base).name or base
+            base_name = Path(base).name or base
             if args.train:
-                top1 = trained_top1(base, taxonomy, rows, work / f"{source}-{name}", args.seed)
+                top1 = trained_top1(base, taxonomy, rows, work / f"{name}-{base_name}", args.seed, head)
             else:
-                top1 = cosine_top1(base, labels, descriptions, rows)
+                answers = cosine_answers(base, labels, descriptions, rows)
+                top1 = float(np.mean(answers == rows.source_labels.to_numpy()))
+                if args.per_label:
+                    print(f"  {name}, {base}: {per_label(answers, rows.source_labels)}", flush=True)
             figures.append(f"{base} {top1:.3f}")
-        print(f"{source} ({len(labels)} labels, {len(rows)} rows, majority {majority:.3f}), "
+        print(f"{name} ({len(labels)} labels, {len(rows)} rows, majority {majority:.3f}), "
               f"{'trained from names' if args.train else 'nearest description'}: " + "; ".join(figures), flush=True)
 
 

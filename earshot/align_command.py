@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from earshot.training.alignment import DescribedText
 
 logger = logging.getLogger("earshot")
 
@@ -71,8 +78,48 @@ def run(args: argparse.Namespace) -> None:
     prototype_heads(model, taxonomy.examples())
     model.config.provenance = {"aligned": {"data": args.data.name, "described_texts": len(pairs),
                                            "excluded_sources": sorted(args.exclude_source),
+                                           "sources": source_provenance(table, pairs),
                                            "seconds": round(time.monotonic() - started), **vars(config)}}
     version = model.save_pretrained(args.output, dtype=torch.float16 if args.save_dtype == "float16" else None)
     write_text_atomic(args.output / TAXONOMY_NAME, Path(taxonomy_path).read_text(encoding="utf-8"))
+    write_text_atomic(args.output / "README.md", names_card(model.config.provenance["aligned"], base, version))
     logger.info("aligned %s on %d described texts in %.0f s; model %s in %s", base, len(pairs),
                 time.monotonic() - started, version, args.output)
+
+
+def source_provenance(table: "pd.DataFrame", pairs: "Sequence[DescribedText]") -> dict[str, dict[str, object]]:
+    """Per source of ``pairs``: its licence (the table's ``licence`` column, when it has one) and how many
+    of its texts were paired with descriptions.
+
+    Example:
+        >>> sorted(source_provenance(table, pairs)["banking77"])
+        ['described_texts', 'licence']
+    """
+    counts = Counter(pair.source for pair in pairs)
+    licences = (table.drop_duplicates("source").set_index("source")["licence"].to_dict()
+                if "licence" in table.columns else {})
+    return {source: {"licence": licences.get(source, "not stated"), "described_texts": count}
+            for source, count in sorted(counts.items())}
+
+
+def names_card(aligned: dict, base: str, version: str) -> str:
+    """The aligned folder's model card: what it is for, how it was made, and every source with its licence."""
+    rows = "\n".join(f"| {source} | {entry['licence']} | {entry['described_texts']:,} |"
+                     for source, entry in aligned["sources"].items())
+    excluded = ", ".join(aligned["excluded_sources"]) or "none"
+    return f"""# Encoder aligned with label descriptions (model {version})
+
+{base} fine-tuned by `earshot align` so that a text lands near the one-line descriptions of its labels.
+`earshot train --taxonomy t.yaml` with no `--data` starts from this folder (the `names` recipe: each
+label's head row is its description's vector); its own heads answer the general taxonomy by the
+nearest description. It is not a classifier trained on labelled rows: for that, `model/default`.
+
+One pass ({aligned['epochs']} epochs, batch {aligned['batch_size']}, learning rate {aligned['learning_rate']},
+scale {aligned['scale']}, texts cut at {aligned['max_length']} tokens) over {aligned['described_texts']:,}
+texts of `{aligned['data']}` (at most {aligned['per_label']} per source label, at most
+{aligned['written_rows']:,} written examples), {aligned['seconds']} s; sources left out: {excluded}.
+
+| source | licence | texts paired with descriptions |
+|---|---|---|
+{rows}
+"""

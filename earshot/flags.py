@@ -75,7 +75,8 @@ def add_training_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--validation", type=Path, help="validation file (default: a stratified split of --data)")
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--output", required=True, type=Path, help="model folder to write")
-    train.add_argument("--base-model", default=None, help="hub id or local folder (default: all-MiniLM-L6-v2)")
+    train.add_argument("--base-model", default=None,
+                       help="hub id or local folder (default: all-MiniLM-L6-v2; from a taxonomy alone, the shipped model/names)")
     train.add_argument("--max-length", type=int, default=argparse.SUPPRESS,
                        help="tokens per text; longer texts are cut (default: the model config's, "
                             f"{EarshotConfig.__dataclass_fields__['max_length'].default})")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+# The encoder aligned with label descriptions (`earshot align`): where a taxonomy from names alone starts.
+NAMES_MODEL_DIR = Path(__file__).resolve().parent / "names"
 
 # Hub ids that have an offline copy on PyPI: the id resolves to the package's folder, so training
 # works on a machine with no hub access. Any other id or path goes to transformers unchanged.

@@ -85,12 +85,19 @@ def test_earshot_align_writes_a_model_of_the_general_taxonomy(tmp_path: Path, ti
     from earshot.cli import main
 
     table = tmp_path / "general.parquet"  # any format general-data writes
-    general_table().to_parquet(table, index=False)
+    licences = {"bitext": "CDLA-Sharing-1.0", "written": "Apache-2.0 (written for earshot)"}
+    frame = general_table()
+    frame.assign(licence=frame.source.map(licences)).to_parquet(table, index=False)
     assert main(["align", "--data", str(table), "--output", str(tmp_path / "names"), "--base-model", str(tiny_base),
                  "--epochs", "2", "--per-label", "6", "--no-progress"]) == 0
     config = json.loads((tmp_path / "names" / "config.json").read_text())["earshot"]
     assert {h["name"]: tuple(h["labels"]) for h in config["heads"]} == dict(general_labels())
     assert config["provenance"]["aligned"]["described_texts"] == 26
+    assert config["provenance"]["aligned"]["sources"] == {
+        "bitext": {"licence": "CDLA-Sharing-1.0", "described_texts": 24},
+        "written": {"licence": "Apache-2.0 (written for earshot)", "described_texts": 2}}
+    card = (tmp_path / "names" / "README.md").read_text()
+    assert "| bitext | CDLA-Sharing-1.0 | 24 |" in card and "sources left out: none" in card
     assert (tmp_path / "names" / "taxonomy.yaml").read_text() == TAXONOMY_PATH.read_text()
     model = EarshotModel.from_pretrained(tmp_path / "names", backend="torch")
     assert model.predict(["my parcel is late"])[0]["sentiment"].label in general_labels()["sentiment"]

@@ -152,3 +152,20 @@ def test_a_taxonomy_without_rows_answers_with_the_nearest_description(tiny_base:
     assert [a["issue"].label for a in answers] == [list(descriptions)[i] for i in nearest] == list(descriptions)
     # a description is its own multi-head label, the surest one
     assert [a["tags"].labels[0].label for a in answers] == list(descriptions)
+
+
+def test_a_taxonomy_from_names_alone_starts_from_the_aligned_encoder(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from earshot.model import DEFAULT_BASE_MODEL, NAMES_MODEL_DIR
+    from earshot.training import pipeline
+    from earshot.training.data import Example
+
+    descriptions = [Example("a delayed parcel", {"issue": "late"}, row=0)]
+    data = [*descriptions, Example("where is my box", {"issue": "late"}, row=2)]
+    config = TrainingConfig(output_dir=str(tmp_path / "m"))
+    assert pipeline.default_base(config, descriptions) == str(NAMES_MODEL_DIR)  # shipped with the package
+    assert pipeline.default_base(config, data) == DEFAULT_BASE_MODEL  # rows: the recipes measured on MiniLM
+    assert pipeline.default_base(TrainingConfig(output_dir="m", recipe="names"), data) == str(NAMES_MODEL_DIR)
+    assert pipeline.default_base(TrainingConfig(output_dir="m", recipe="few-shot"), descriptions) == DEFAULT_BASE_MODEL
+    monkeypatch.setattr(pipeline, "NAMES_MODEL_DIR", tmp_path / "not-installed")
+    assert pipeline.default_base(config, descriptions) == DEFAULT_BASE_MODEL

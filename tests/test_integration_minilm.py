@@ -70,3 +70,27 @@ def test_default_model_batches_and_single_calls_agree() -> None:
         np.testing.assert_allclose(together["pain_points"][i], single["pain_points"][0], atol=1e-5)
     assert together.truncated.tolist() == [False, True, False]
 
+
+def test_a_taxonomy_from_names_alone_answers_from_the_shipped_aligned_encoder(tmp_path: Path) -> None:
+    from earshot.cli import main
+    from earshot.model import NAMES_MODEL_DIR
+
+    taxonomy = tmp_path / "apps.yaml"
+    taxonomy.write_text("""heads:
+  topic:
+    kind: single
+    labels:
+      - {name: bug, description: "The app crashes, freezes or shows errors."}
+      - {name: battery, description: "The app drains the battery."}
+      - {name: privacy, description: "The app collects or shares personal data."}
+      - {name: wish, description: "The user asks for a new feature."}
+""")
+    assert main(["train", "--taxonomy", str(taxonomy), "--output", str(tmp_path / "m"), "--no-progress"]) == 0
+    model = EarshotModel.from_pretrained(tmp_path / "m", device="cpu")
+    assert model.config.base_model.startswith(str(NAMES_MODEL_DIR))
+    texts = ["keeps closing as soon as i open it", "my phone is dead by lunch since i installed this",
+             "why does a torch app need my contacts and location??", "please add a dark mode"]
+    assert [p["topic"].label for p in model.predict(texts)] == ["bug", "battery", "privacy", "wish"]
+    card = (NAMES_MODEL_DIR / "README.md").read_text()
+    assert "| banking77 | CC BY 4.0 |" in card
+    assert not re.search(r"\bNC\b|non-?commercial", card, re.IGNORECASE)

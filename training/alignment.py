@@ -78,10 +78,11 @@ class AlignmentConfig:
 
 @dataclass(frozen=True)
 class DescribedText:
-    """A text and the descriptions of its labels (one or more)."""
+    """A text and the descriptions of its labels (one or more), and the source it came from."""
 
     text: str
     descriptions: tuple[str, ...]
+    source: str = ""
 
 
 def described_texts(table: pd.DataFrame, exclude: Sequence[str] = (), config: AlignmentConfig | None = None,
@@ -110,11 +111,12 @@ def described_texts(table: pd.DataFrame, exclude: Sequence[str] = (), config: Al
         if source == WRITTEN:
             pairs += _written_pairs(group, general, config)
         else:
-            pairs += _source_pairs(group, read_mapping(str(source), mappings_dir, taxonomy_path), config.per_label)
+            pairs += _source_pairs(group, read_mapping(str(source), mappings_dir, taxonomy_path), config.per_label,
+                                   str(source))
     return pairs
 
 
-def _source_pairs(group: pd.DataFrame, mapping: dict, per_label: int) -> list[DescribedText]:
+def _source_pairs(group: pd.DataFrame, mapping: dict, per_label: int, source: str) -> list[DescribedText]:
     taken: dict[str, int] = {}
     pairs = []
     for text, cell in zip(group.text, group.source_labels):
@@ -123,7 +125,7 @@ def _source_pairs(group: pd.DataFrame, mapping: dict, per_label: int) -> list[De
             continue
         taken[labels[0]] = taken.get(labels[0], 0) + 1
         if taken[labels[0]] <= per_label:
-            pairs.append(DescribedText(text, tuple(mapping[label].description for label in labels)))
+            pairs.append(DescribedText(text, tuple(mapping[label].description for label in labels), source))
     return pairs
 
 
@@ -133,7 +135,7 @@ def _written_pairs(group: pd.DataFrame, general: dict[tuple[str, str], str], con
         descriptions = tuple(general[(head, label)] for head in GENERAL_TOPIC_HEADS
                              for label in str(getattr(row, head)).split(";") if (head, label) in general)
         if descriptions:
-            pairs.append(DescribedText(row.text, descriptions))
+            pairs.append(DescribedText(row.text, descriptions, WRITTEN))
     return pairs[: config.written_rows]
 
 

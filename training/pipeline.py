@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from earshot.files import write_text_atomic
-from earshot.model import DEFAULT_BASE_MODEL, EarshotModel, Head
+from earshot.model import DEFAULT_BASE_MODEL, NAMES_MODEL_DIR, EarshotModel, Head
+from earshot.model.modeling import is_model_folder
 
 from .config import TrainingConfig
 from .data import (ColumnMapping, DataError, Example, HeadColumn, LoadedData, read_examples, sample_per_label,
@@ -123,14 +124,19 @@ def load_training_set(sources: DataSources, seed: int) -> TrainingSet:
 
 def fit(config: TrainingConfig, training: TrainingSet, *, base_model: str | None = None, label: str = "",
         max_length: int | None = None, resume: bool = False) -> EarshotModel:
-    """Train a fresh model on the base encoder (default: all-MiniLM-L6-v2) and save it in ``config.output_dir``."""
+    """Train a fresh model on the base encoder and save it in ``config.output_dir``.
+
+    The base is ``base_model`` when given; else, for a taxonomy from names alone (the ``names`` recipe),
+    the shipped encoder aligned with label descriptions (``model/names``); else all-MiniLM-L6-v2.
+    """
     import torch
 
     from .trainer import Trainer
 
     torch.manual_seed(config.seed)  # the heads' initial weights
     extra = {"max_length": max_length} if max_length is not None else {}
-    model = EarshotModel.from_base(base_model or DEFAULT_BASE_MODEL, training.heads, label=label, **extra)
+    base = base_model or default_base(config, training.train)
+    model = EarshotModel.from_base(base, training.heads, label=label, **extra)
     model.config.provenance = training.provenance
     logger.info("training on %d rows, validating on %d; heads %s", len(training.train), len(training.validation),
                 ", ".join(f"{h.name} ({h.kind}, {len(h.labels)} labels)" for h in training.heads))
@@ -141,6 +147,19 @@ def fit(config: TrainingConfig, training: TrainingSet, *, base_model: str | None
                 result.seconds, result.best_epoch, result.epochs_run, result.best_score, model.version,
                 config.output_dir)
     return model
+
+
+def default_base(config: TrainingConfig, train: Sequence[Example]) -> str:
+    """The base encoder when none is named: the shipped aligned encoder (``model/names``) for a run that
+    takes the ``names`` recipe (as configured, or under "auto" when every row is a description), where it
+    is installed; all-MiniLM-L6-v2 otherwise, whose fine-tuning the other recipes were measured on.
+
+    Example:
+        >>> default_base(TrainingConfig(output_dir="runs/x"), data_rows)
+        'sentence-transformers/all-MiniLM-L6-v2'
+    """
+    names = config.recipe == "names" or (config.recipe == "auto" and all(example.row == 0 for example in train))
+    return str(NAMES_MODEL_DIR) if names and is_model_folder(NAMES_MODEL_DIR) else DEFAULT_BASE_MODEL
 
 
 def source_counts(sources: DataSources, train: Sequence[Example], heads: Sequence[Head]) -> dict[str, Any]:
