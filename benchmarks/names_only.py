@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,15 +69,28 @@ def trained_top1(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path, se
     return float(np.mean([a[head].label == gold for a, gold in zip(answers, rows.source_labels)]))
 
 
-def source_task(source: str, test: pd.DataFrame, work: Path) -> tuple[str, Path, str, list[str], list[str], pd.DataFrame]:
-    """A source's taxonomy (written to ``work``), head, labels, descriptions and held-out single-label rows."""
+@dataclass(frozen=True)
+class Task:
+    """One taxonomy to score: its file, its one head's name, labels and descriptions, and the labelled rows
+    (``text``, ``source_labels``: one label each)."""
+
+    name: str
+    taxonomy: Path
+    head: str
+    labels: list[str]
+    descriptions: list[str]
+    rows: pd.DataFrame
+
+
+def source_task(source: str, test: pd.DataFrame, work: Path) -> Task:
+    """A source's taxonomy (written to ``work``) and its held-out single-label rows."""
     labels = sorted(read_mapping(source))
     descriptions = [read_mapping(source)[label].description for label in labels]
-    return source, source_taxonomy(source, work / f"{source}.yaml", labels), "label", labels, descriptions, \
-        held_out_rows(test, source)
+    return Task(source, source_taxonomy(source, work / f"{source}.yaml", labels), "label", labels, descriptions,
+                held_out_rows(test, source))
 
 
-def own_task(taxonomy: Path, table: Path, column: str) -> tuple[str, Path, str, list[str], list[str], pd.DataFrame]:
+def own_task(taxonomy: Path, table: Path, column: str) -> Task:
     """A taxonomy file of one single head and a table whose ``column`` holds one of its labels per row."""
     from earshot.training.taxonomy import read_taxonomy
 
@@ -87,7 +101,7 @@ def own_task(taxonomy: Path, table: Path, column: str) -> tuple[str, Path, str, 
     if unknown:
         raise SystemExit(f"{table}: column {column!r} holds labels not in {taxonomy}: {unknown}")
     rows = rows.assign(source_labels=rows[column])[["text", "source_labels"]]
-    return table.stem, taxonomy, head.name, labels, [label.description for label in head.labels], rows
+    return Task(table.stem, taxonomy, head.name, labels, [label.description for label in head.labels], rows)
 
 
 def main() -> None:
@@ -113,20 +127,21 @@ def main() -> None:
         tasks = [source_task(source, test, work) for source in args.source]
     if args.taxonomy:
         tasks.append(own_task(args.taxonomy, args.table, args.column))
-    for name, taxonomy, head, labels, descriptions, rows in tasks:
+    for task in tasks:
+        rows = task.rows
         majority = rows.source_labels.value_counts(normalize=True).iloc[0]
         figures = []
         for base in args.base:
             base_name = Path(base).name or base
             if args.train:
-                top1 = trained_top1(base, taxonomy, rows, work / f"{name}-{base_name}", args.seed, head)
+                top1 = trained_top1(base, task.taxonomy, rows, work / f"{task.name}-{base_name}", args.seed, task.head)
             else:
-                answers = cosine_answers(base, labels, descriptions, rows)
+                answers = cosine_answers(base, task.labels, task.descriptions, rows)
                 top1 = float(np.mean(answers == rows.source_labels.to_numpy()))
                 if args.per_label:
-                    print(f"  {name}, {base}: {per_label(answers, rows.source_labels)}", flush=True)
+                    print(f"  {task.name}, {base}: {per_label(answers, rows.source_labels)}", flush=True)
             figures.append(f"{base} {top1:.3f}")
-        print(f"{name} ({len(labels)} labels, {len(rows)} rows, majority {majority:.3f}), "
+        print(f"{task.name} ({len(task.labels)} labels, {len(rows)} rows, majority {majority:.3f}), "
               f"{'trained from names' if args.train else 'nearest description'}: " + "; ".join(figures), flush=True)
 
 
