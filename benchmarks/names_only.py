@@ -6,7 +6,10 @@ each base encoder, scored top-1 on the source's held-out rows, beside always ans
         --base sentence-transformers/all-MiniLM-L6-v2 --base model/default [--output runs/names]
 
 A held-out row counts when it has exactly one label of its source. Without --train, each base's texts and
-descriptions are compared by cosine similarity alone (no training), as a floor.
+descriptions are compared by cosine similarity alone (no training), as a floor. With --train, a label named
+as a catch-all (`other`, `misc` ...) gets the names recipe's floor (`training.few_shot.CATCH_ALL_FLOOR`);
+`--catch-all-sweep 0.25 0.3 ...` scores other floors by cosine on two seeded halves of the rows, one to
+choose a floor on and one to score it, and `--describe other="..."` tries another wording of a label.
 
 A taxonomy of your own (one single head) scored on a labelled table of yours, instead of the sources:
 
@@ -32,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 from earshot.training.audit import embed_texts  # noqa: E402
 from earshot.training import TrainingConfig  # noqa: E402
 from earshot.training.general_data import read_mapping  # noqa: E402
+from earshot.training.few_shot import catch_all_labels  # noqa: E402
+from earshot.model.heads import Head  # noqa: E402
 from earshot.training.pipeline import DataSources, fit, load_training_set  # noqa: E402
 
 
@@ -62,11 +67,32 @@ def per_label(answers: np.ndarray, gold: pd.Series) -> str:
     return ", ".join(f"{label} {right[label]}/{count}" for label, count in gold.value_counts().items())
 
 
-def trained_top1(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path, seed: int, head: str = "label") -> float:
+def trained_answers(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path, seed: int,
+                    head: str = "label") -> np.ndarray:
+    """Each row's label from a model trained by `earshot train --taxonomy` alone (the names recipe)."""
     config = TrainingConfig(output_dir=str(output), seed=seed, progress=False)
     model = fit(config, load_training_set(DataSources(taxonomy=taxonomy), seed), base_model=base)
-    answers = model.predict(rows.text.tolist())
-    return float(np.mean([a[head].label == gold for a, gold in zip(answers, rows.source_labels)]))
+    return np.array([a[head].label for a in model.predict(rows.text.tolist())], dtype=object)
+
+
+def catch_all_sweep(base: str, task: Task, floors: list[float], seed: int) -> str:
+    """Top-1 of the nearest description when the catch-all label also wins every row whose nearest other
+    description is below each floor, on two seeded halves of the rows: 'choose' and 'score'."""
+    (catch_all,) = catch_all_labels(Head(task.head, "single", task.labels))
+    vectors = embed_texts(base, [*task.rows.text, *task.descriptions])
+    similarity = vectors[: len(task.rows)] @ vectors[len(task.rows):].T
+    column = task.labels.index(catch_all)
+    gold = task.rows.source_labels.to_numpy()
+    choose = np.zeros(len(gold), dtype=bool)
+    choose[np.random.default_rng(seed).permutation(len(gold))[: len(gold) // 2]] = True
+    lines = []
+    for floor in floors:
+        floored = similarity.copy()
+        floored[:, column] = np.maximum(floored[:, column], floor)
+        right = np.array(task.labels, dtype=object)[floored.argmax(axis=1)] == gold
+        lines.append(f"    floor {floor:.3f}: choose {right[choose].mean():.3f}, score {right[~choose].mean():.3f}, "
+                     f"all {right.mean():.3f}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -90,12 +116,23 @@ def source_task(source: str, test: pd.DataFrame, work: Path) -> Task:
                 held_out_rows(test, source))
 
 
-def own_task(taxonomy: Path, table: Path, column: str) -> Task:
-    """A taxonomy file of one single head and a table whose ``column`` holds one of its labels per row."""
+def own_task(taxonomy: Path, table: Path, column: str, describe: dict[str, str], work: Path) -> Task:
+    """A taxonomy file of one single head and a table whose ``column`` holds one of its labels per row;
+    ``describe`` replaces labels' descriptions (the file then rewritten into ``work``)."""
     from earshot.training.taxonomy import read_taxonomy
 
     (head,) = read_taxonomy(taxonomy).heads
     labels = [label.name for label in head.labels]
+    if describe:
+        unknown = sorted(set(describe) - set(labels))
+        if unknown:
+            raise SystemExit(f"--describe names labels not in {taxonomy}: {unknown}")
+        descriptions = [describe.get(label.name, label.description) for label in head.labels]
+        document = {"heads": {head.name: {"kind": "single", "labels": [
+            {"name": name, "description": text} for name, text in zip(labels, descriptions)]}}}
+        taxonomy = work / f"{taxonomy.stem}-described.yaml"
+        taxonomy.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        (head,) = read_taxonomy(taxonomy).heads
     rows = pd.read_csv(table, keep_default_na=False)
     unknown = sorted(set(rows[column]) - set(labels))
     if unknown:
@@ -115,7 +152,11 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train from the taxonomy (else cosine similarity only)")
     parser.add_argument("--output", type=Path, default=None, help="where the trained models go (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--per-label", action="store_true", help="also print each label's right answers (no --train)")
+    parser.add_argument("--per-label", action="store_true", help="also print each label's right answers")
+    parser.add_argument("--describe", action="append", default=[], metavar="LABEL=TEXT",
+                        help="replace a label's description in --taxonomy (repeatable)")
+    parser.add_argument("--catch-all-sweep", type=float, nargs="+", default=[], metavar="COSINE",
+                        help="no --train: also score the catch-all label's floor at each cosine, on two halves")
     args = parser.parse_args()
     if bool(args.source) != bool(args.test) or bool(args.taxonomy) != bool(args.table) or not (args.source or args.table):
         parser.error("give --test with --source, or --taxonomy with --table")
@@ -126,7 +167,8 @@ def main() -> None:
         test = pd.read_csv(args.test, keep_default_na=False)
         tasks = [source_task(source, test, work) for source in args.source]
     if args.taxonomy:
-        tasks.append(own_task(args.taxonomy, args.table, args.column))
+        describe = dict(item.split("=", 1) for item in args.describe)
+        tasks.append(own_task(args.taxonomy, args.table, args.column, describe, work))
     for task in tasks:
         rows = task.rows
         majority = rows.source_labels.value_counts(normalize=True).iloc[0]
@@ -134,12 +176,16 @@ def main() -> None:
         for base in args.base:
             base_name = Path(base).name or base
             if args.train:
-                top1 = trained_top1(base, task.taxonomy, rows, work / f"{task.name}-{base_name}", args.seed, task.head)
+                answers = trained_answers(base, task.taxonomy, rows, work / f"{task.name}-{base_name}", args.seed,
+                                          task.head)
             else:
                 answers = cosine_answers(base, task.labels, task.descriptions, rows)
-                top1 = float(np.mean(answers == rows.source_labels.to_numpy()))
-                if args.per_label:
-                    print(f"  {task.name}, {base}: {per_label(answers, rows.source_labels)}", flush=True)
+                if args.catch_all_sweep:
+                    print(f"  {task.name}, {base}, catch-all floors:\n"
+                          f"{catch_all_sweep(base, task, args.catch_all_sweep, args.seed)}", flush=True)
+            top1 = float(np.mean(answers == rows.source_labels.to_numpy()))
+            if args.per_label:
+                print(f"  {task.name}, {base}: {per_label(answers, rows.source_labels)}", flush=True)
             figures.append(f"{base} {top1:.3f}")
         print(f"{task.name} ({len(task.labels)} labels, {len(rows)} rows, majority {majority:.3f}), "
               f"{'trained from names' if args.train else 'nearest description'}: " + "; ".join(figures), flush=True)

@@ -58,6 +58,9 @@ class HeadKind:
     name: ClassVar[str]
     headline: ClassVar[str]  # the metric that early stopping and model promotion read
     thresholded: ClassVar[bool] = False  # whether heads of this kind carry per-label thresholds
+    # Whether a label such as "other" may stand for "none of the others" (a kind that gives every text
+    # exactly one label needs one; a multi head says "none" with its empty set).
+    catch_all: ClassVar[bool] = False
     description: ClassVar[str] = ""  # for --help and errors
     unknown_label_hint: ClassVar[str] = ""  # added to the error for a label the head does not know
 
@@ -173,6 +176,7 @@ class SingleKind(HeadKind):
 
     name = SINGLE
     headline = "macro_f1"  # every class counts, however rare
+    catch_all = True
     description = "one label per text"
 
     def check(self, head: "Head") -> None:
@@ -481,12 +485,15 @@ def check_name_and_kind(name: str, kind: str) -> None:
 @dataclass
 class Head:
     """One output of the model. ``thresholds`` is for kinds that have them (``multi``: 0.5 per label
-    unless given)."""
+    unless given). ``floors``: labels whose logit never falls below ``slope * |vector| + intercept``
+    (``{label: (slope, intercept)}``, see ``FlooredLinear``); the names recipe gives one to a catch-all
+    label such as ``other``, so that it wins when no other label's description is near the text."""
 
     name: str
     kind: str
     labels: list[str]
     thresholds: dict[str, float] = field(default_factory=dict)
+    floors: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name_and_kind(self.name, self.kind)
@@ -496,6 +503,10 @@ class Head:
         if any(not isinstance(label, str) or not label.strip() for label in self.labels):
             raise ValueError(f"head {self.name!r}: every label must be non-empty text, got {self.labels}")
         self.behaviour.check(self)
+        unknown = sorted(set(self.floors) - set(self.labels))
+        if unknown:
+            raise ValueError(f"head {self.name!r}: floors for labels it does not have: {unknown}")
+        self.floors = {label: (float(slope), float(intercept)) for label, (slope, intercept) in self.floors.items()}
 
     @property
     def behaviour(self) -> HeadKind:
@@ -506,12 +517,59 @@ class Head:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind, "labels": list(self.labels)}
         if self.behaviour.thresholded:
             data["thresholds"] = dict(self.thresholds)
+        if self.floors:  # only heads that have floors say so: older configs (and their versions) unchanged
+            data["floors"] = {label: list(floor) for label, floor in self.floors.items()}
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Head":
         return cls(name=data["name"], kind=data["kind"], labels=list(data["labels"]),
-                   thresholds=dict(data.get("thresholds") or {}))
+                   thresholds=dict(data.get("thresholds") or {}),
+                   floors={label: tuple(floor) for label, floor in (data.get("floors") or {}).items()})
+
+
+class FlooredLinear(nn.Linear):
+    """A head's linear layer in which some labels' logits never fall below ``slope * |x| + intercept``
+    (``x``: the pooled vector). With rows ``scale * centre / length`` and bias ``-scale * shift`` (the
+    names recipe), a label's logit is ``scale * (|x| * cos / length - shift)``, so a floor with slope
+    ``scale * tau / length`` and the same intercept lets that label win exactly when no label's
+    cosine reaches ``tau``. One graph for every backend: the floor is part of the exported network.
+
+    Example:
+        >>> layer = FlooredLinear(2, 2, floors=[(0.0, -1e4), (0.0, 1.0)])
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.eye(2)); _ = layer.bias.zero_()
+        >>> layer(torch.tensor([[3.0, 0.0]])).tolist()
+        [[3.0, 1.0]]
+    """
+
+    def __init__(self, in_features: int, out_features: int, floors: Sequence[tuple[float, float]]) -> None:
+        super().__init__(in_features, out_features)
+        slopes, intercepts = zip(*floors)
+        # Not in the state dict: the floors are the head's data (config.json), the weights stay as they were.
+        self.register_buffer("slope", torch.tensor(slopes, dtype=torch.float32), persistent=False)
+        self.register_buffer("intercept", torch.tensor(intercepts, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return torch.maximum(super().forward(x), length * self.slope.to(x.dtype) + self.intercept.to(x.dtype))
+
+
+# A label without a floor: an intercept far below any logit, so the maximum is the logit itself.
+NO_FLOOR = (0.0, -1e4)
+
+
+def head_layer(head: Head, hidden: int) -> nn.Linear:
+    """The layer that computes ``head``'s logits from a pooled vector of size ``hidden``: a plain
+    ``nn.Linear``, or a ``FlooredLinear`` when the head has floors.
+
+    Example:
+        >>> type(head_layer(Head("mood", "single", ["good", "bad"]), 4)).__name__
+        'Linear'
+    """
+    if not head.floors:
+        return nn.Linear(hidden, len(head.labels))
+    return FlooredLinear(hidden, len(head.labels), [head.floors.get(label, NO_FLOOR) for label in head.labels])
 
 
 # ------------------------------------------------------------------------------------ label cells

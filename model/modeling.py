@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -28,7 +28,7 @@ from .base import DEFAULT_MODEL_DIR, resolve_base_model
 from .batching import PASS_COST_TOKENS, length_chunks
 from .config import CONFIG_KEY, EarshotConfig, migrate_state
 from .device import inference_dtype, resolve_device
-from .heads import Head, HeadKind, head_kind
+from .heads import Head, HeadKind, head_kind, head_layer
 from .onnx_backend import ExportError
 from .packing import pack, position_offset
 from .runners import AUTO, CompiledRunner, Runner, TorchRunner, choose_backend
@@ -197,7 +197,7 @@ class EarshotModel(nn.Module, TextSide):
         self.config = config
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleDict({head.name: nn.Linear(hidden, len(head.labels)) for head in config.heads})
+        self.heads = nn.ModuleDict({head.name: head_layer(head, hidden) for head in config.heads})
         self.runner: Runner = TorchRunner(self)
         self.version: str | None = None  # the saved folder's id (``version_id``); None until saved or loaded
         # Where positions start when several texts share a row (model/packing.py); None: padded passes.
@@ -347,7 +347,7 @@ class EarshotModel(nn.Module, TextSide):
         if unknown:
             raise ValueError(f"thresholds given for {unknown}, which are not heads with thresholds of this model: "
                              f"{sorted(with_thresholds)}")
-        self.config.heads = [Head(h.name, h.kind, h.labels, {**h.thresholds, **thresholds[h.name]})
+        self.config.heads = [replace(h, thresholds={**h.thresholds, **thresholds[h.name]})
                              if h.name in thresholds else h for h in self.config.heads]
 
     # ------------------------------------------------------------------------------------ forward

@@ -130,17 +130,24 @@ def test_bad_few_shot_settings_are_named(fields: dict, message: str) -> None:
         TrainingConfig(output_dir="m", **fields)
 
 
-def test_a_taxonomy_without_rows_answers_with_the_nearest_description(tiny_base: Path, tmp_path: Path) -> None:
+def names_model(tiny_base: Path, descriptions: dict[str, str]) -> tuple[EarshotModel, list]:
+    """A tiny model with a single head ``issue`` and a multi head ``tags`` over the descriptions' labels,
+    and the descriptions as taxonomy examples (row 0)."""
     from earshot.model import Head
     from earshot.training.data import Example
+
+    torch.manual_seed(0)
+    model = EarshotModel.from_base(str(tiny_base), [Head("issue", "single", list(descriptions)),
+                                                     Head("tags", "multi", list(descriptions))], max_length=32)
+    return model, [Example(text, {"issue": label, "tags": (label,)}, row=0) for label, text in descriptions.items()]
+
+
+def test_a_taxonomy_without_rows_answers_with_the_nearest_description(tiny_base: Path, tmp_path: Path) -> None:
     from earshot.training.few_shot import prototype_heads
 
     descriptions = {"late": "my flight was delayed for hours", "rude": "staff shouted at my kids at the gate",
                     "bag": "my bag never arrived in denver"}
-    torch.manual_seed(0)
-    model = EarshotModel.from_base(str(tiny_base), [Head("issue", "single", list(descriptions)),
-                                                     Head("tags", "multi", list(descriptions))], max_length=32)
-    examples = [Example(text, {"issue": label, "tags": (label,)}, row=0) for label, text in descriptions.items()]
+    model, examples = names_model(tiny_base, descriptions)
     trainer = Trainer(model, examples, [], TrainingConfig(output_dir=str(tmp_path / "m"), progress=False))
     assert trainer.recipe() == "names"  # every row is a description: no data rows
     prototype_heads(model, examples)
@@ -169,3 +176,42 @@ def test_a_taxonomy_from_names_alone_starts_from_the_aligned_encoder(monkeypatch
     assert pipeline.default_base(TrainingConfig(output_dir="m", recipe="few-shot"), descriptions) == DEFAULT_BASE_MODEL
     monkeypatch.setattr(pipeline, "NAMES_MODEL_DIR", tmp_path / "not-installed")
     assert pipeline.default_base(config, descriptions) == DEFAULT_BASE_MODEL
+
+
+def test_a_catch_all_label_wins_when_no_description_is_near(tiny_base: Path, tmp_path: Path) -> None:
+    import json
+
+    from earshot.model.heads import FlooredLinear
+    from earshot.training.few_shot import catch_all_labels, prototype_heads
+
+    descriptions = {"late": "my flight was delayed for hours", "bag": "my bag never arrived in denver",
+                    "other": "anything else"}
+    model, examples = names_model(tiny_base, descriptions)
+    assert catch_all_labels(model.config.heads[0]) == ["other"] and catch_all_labels(model.config.heads[1]) == []
+    texts = [*descriptions.values(), "the staff", "gate shouted kids", "denver hours", "my flight", "kids", "bag"]
+    vectors = F.normalize(torch.from_numpy(model.embed(texts)), dim=1)
+    centres = F.normalize(torch.from_numpy(model.embed(list(descriptions.values()))), dim=1)
+    cosine = vectors @ centres.T
+    # A random tiny encoder's cosines are all high: a floor between its texts' nearest specific cosines.
+    floor = float(cosine[2:, :2].max(dim=1).values.median())
+    prototype_heads(model, examples, catch_all_floor=floor)
+    assert isinstance(model.heads["issue"], FlooredLinear) and not isinstance(model.heads["tags"], FlooredLinear)
+    # The rule, exactly: the nearest description, unless no other label's description reaches the floor.
+    floored = cosine.clone()
+    floored[:, 2] = floored[:, 2].clamp(min=floor)
+    expected = [list(descriptions)[i] for i in floored.argmax(dim=1).tolist()]
+    answers = [a["issue"].label for a in model.predict(texts)]
+    assert answers == expected
+    assert answers[:2] == ["late", "bag"]  # a text at its own description keeps its label
+    far = cosine[:, :2].max(dim=1).values < floor
+    assert far.any(), "the check needs a text far from both specific descriptions"
+    assert all(a == "other" for a, f in zip(answers, far.tolist()) if f)
+
+    folder = tmp_path / "names-model"
+    model.save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    (issue,) = [head for head in saved["earshot"]["heads"] if head["name"] == "issue"]
+    assert list(issue["floors"]) == ["other"]
+    for backend in ("torch", "onnx"):
+        again = EarshotModel.from_pretrained(folder, backend=backend)
+        assert [a["issue"].label for a in again.predict(texts)] == answers, backend

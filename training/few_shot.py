@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from earshot.model import EarshotModel
-from earshot.model.heads import head_kind
+from earshot.model.heads import Head, head_kind, head_layer
 
 from .data import Example, head_gold, label_sets, rows_by_label
 
@@ -182,14 +182,17 @@ def fit_heads(model: EarshotModel, examples: Sequence[Example], c: float = 10.0,
 PROTOTYPE_SCALE = 20.0
 
 
-def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: float = PROTOTYPE_SCALE) -> None:
+def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: float = PROTOTYPE_SCALE,
+                    catch_all_floor: float | None = None) -> None:
     """Set every head so that each label's logit follows the cosine similarity of a text with the mean
     vector of that label's examples (a taxonomy's descriptions): the nearest description wins.
 
     Logits are ``scale * (cos - c)``, with ``c`` the head's mean, over its labels, of a label's cosine with
     the nearest other label's description: a multi head's label is over 0.5 when a text is about as near
     its description as the nearest two descriptions are to each other. One ``c`` for every label of a
-    head, so a softmax is unmoved by it. A label without examples gets a zero row and the lowest logit. The pooled vectors are not unit length, so the rows are divided by their mean
+    head, so a softmax is unmoved by it. A single head's catch-all label (``catch_all_labels``) also
+    wins every text whose cosine with each other label's description is below ``catch_all_floor``
+    (default ``CATCH_ALL_FLOOR``), through a floor on its logit. A label without examples gets a zero row and the lowest logit. The pooled vectors are not unit length, so the rows are divided by their mean
     length.
 
     Example:
@@ -210,10 +213,43 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
         alike.fill_diagonal_(-1.0)
         nearest_other = alike.max(dim=1).values[present]
         shift = float(nearest_other.clamp(min=0.0).mean()) if len(nearest_other) > 1 else 0.0
+        catch_all = catch_all_labels(head)
+        if catch_all:
+            floor = CATCH_ALL_FLOOR if catch_all_floor is None else catch_all_floor
+            head.floors = {label: (scale * floor / float(length), -scale * shift) for label in catch_all}
+            model.heads[head.name] = head_layer(head, vectors.shape[1])
         layer: nn.Linear = model.heads[head.name]
         with torch.no_grad():
             layer.weight.copy_((scale * centres / length).to(layer.weight))
             layer.bias.copy_(torch.where(present, -scale * shift, -scale).to(layer.bias))
+
+
+# A catch-all label ("other") wins when no other label's description is within this cosine of a text:
+# its own description ("anything else") is too vague to be any text's nearest. Chosen on half of the
+# written app reviews of benchmarks/names and scored on the other half (docs/experiments.md).
+CATCH_ALL_FLOOR = 0.30
+# Label names that mean "none of the other labels", compared in lower case with '_' and '-' as spaces.
+CATCH_ALL_NAMES = frozenset({"other", "others", "none", "misc", "miscellaneous", "something else",
+                             "anything else", "none of the above", "none of these"})
+
+
+def catch_all_labels(head: Head) -> list[str]:
+    """The labels of a single head that stand for "none of the others" (``other``, ``misc``,
+    ``OTHER``, ``other_feedback`` ...): the names recipe floors their logit. A multi head has none (its
+    empty label set already says "none").
+
+    Example:
+        >>> catch_all_labels(Head("category", "single", ["bug", "Other", "other_feedback"]))
+        ['Other', 'other_feedback']
+    """
+    if not head.behaviour.catch_all:
+        return []
+    found = []
+    for label in head.labels:
+        name = " ".join(label.lower().replace("_", " ").replace("-", " ").split())
+        if name in CATCH_ALL_NAMES or name.startswith("other "):
+            found.append(label)
+    return found if len(found) < len(head.labels) else []
 
 
 def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c: float,
