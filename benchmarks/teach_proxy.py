@@ -12,7 +12,9 @@ takes hours per set; this proxy keeps its selection problem and replaces the ret
 Policies: ``random``; ``uncertainty`` (the fix purpose's order); ``density`` (uncertainty times the mean
 cosine to the 20 nearest stream texts); ``mix`` (half uncertainty, half random); ``teach``
 (``earshot.loop.teach.teach_order``: k-means, the most uncertain item per cluster); ``cover`` (each
-cluster's most central text); ``cover_unsure`` (the two alternating over clusters).
+cluster's most central text); ``cover_unsure`` (the two alternating over clusters); ``badge``
+(k-means++ seeding over the regression's gradient embeddings, Ash et al. 2020); ``badge_lite`` (the
+same seeding over text vectors scaled by their uncertainty, which needs no class scores).
 
     python benchmarks/teach_proxy.py --data ../shared/data --seed 1 2 3 --budget 150 500 [--json out.json]
 """
@@ -25,6 +27,7 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -49,7 +52,7 @@ SETS = {
     "mams": Shape(("mams/train.csv", "mams/validation.csv"), "pain_points", True),
     "banking77": Shape(("banking77/train.csv",), "category", False),
 }
-POLICIES = ("random", "uncertainty", "density", "mix", "teach", "cover", "cover_unsure")
+POLICIES = ("random", "uncertainty", "density", "mix", "teach", "cover", "cover_unsure", "badge", "badge_lite")
 
 
 def load(data: Path, shape: Shape, limit: int) -> tuple[list[str], list[list[str]]]:
@@ -124,7 +127,40 @@ def cold_start(y: np.ndarray, pool: np.ndarray, per_label: int, rng: np.random.G
     return np.array(sorted(set(chosen)))
 
 
-def pick(policy: str, x: np.ndarray, uncertainty: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_pp(gram_of: Callable[[int], np.ndarray], norms: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding by a kernel: ``gram_of(i)`` is row i's inner products with every row, ``norms``
+    the rows' squared lengths; the first pick is the longest row (BADGE)."""
+    chosen = [int(norms.argmax())]
+    nearest = norms + norms[chosen[0]] - 2 * gram_of(chosen[0])
+    for _ in range(1, budget):
+        weights = np.maximum(nearest, 0)
+        weights[chosen] = 0
+        total = weights.sum()
+        nxt = int(rng.choice(len(norms), p=weights / total)) if total > 0 else int(rng.integers(len(norms)))
+        chosen.append(nxt)
+        nearest = np.minimum(nearest, norms + norms[nxt] - 2 * gram_of(nxt))
+    return np.array(chosen)
+
+
+def badge(x: np.ndarray, probabilities: np.ndarray, multi: bool, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """BADGE (Ash et al. 2020): k-means++ over the last layer's gradient embeddings ``(p - y_hat) x``,
+    with the model's own answer as ``y_hat``; their inner products are ``<a_i, a_j> <x_i, x_j>``."""
+    if multi:
+        answer = (probabilities >= 0.5).astype(float)
+    else:
+        answer = np.eye(probabilities.shape[1])[probabilities.argmax(axis=1)]
+    a = probabilities - answer
+    norms = (a * a).sum(axis=1) * (x * x).sum(axis=1)
+    return kmeans_pp(lambda i: (a @ a[i]) * (x @ x[i]), norms, budget, rng)
+
+
+def pick(policy: str, x: np.ndarray, uncertainty: np.ndarray, budget: int, rng: np.random.Generator,
+         probabilities: np.ndarray | None = None, multi: bool = False) -> np.ndarray:
+    if policy == "badge":
+        return badge(x, probabilities, multi, budget, rng)
+    if policy == "badge_lite":  # the same seeding over uncertainty-scaled text vectors: no class scores needed
+        scaled = x * uncertainty[:, None]
+        return kmeans_pp(lambda i: scaled @ scaled[i], (scaled * scaled).sum(axis=1), budget, rng)
     if policy == "random":
         return rng.choice(len(x), size=budget, replace=False)
     if policy == "uncertainty":
@@ -172,6 +208,7 @@ def run_set(name: str, shape: Shape, data: Path, seeds: list[int], budgets: list
         model = Proxy(x[start], y[start], shape.multi)
         before = model.score(x[test], y[test])
         uncertainty = model.uncertainty(x[stream])
+        probabilities = model.proba(x[stream])
         wrong = (model.proba(x[stream]).argmax(axis=1) != y[stream].argmax(axis=1)) if not shape.multi else \
             ((model.proba(x[stream]) >= 0.5) != (y[stream] == 1)).any(axis=1)
         for budget in budgets:
@@ -184,7 +221,7 @@ def run_set(name: str, shape: Shape, data: Path, seeds: list[int], budgets: list
                 draws = 3 if policy in ("random", "mix") else 1
                 scores, wrong_share = [], []
                 for _ in range(draws):
-                    positions = pick(policy, x[stream], uncertainty, budget, rng)
+                    positions = pick(policy, x[stream], uncertainty, budget, rng, probabilities, shape.multi)
                     both = np.concatenate([start, stream[positions]])
                     scores.append(Proxy(x[both], y[both], shape.multi).score(x[test], y[test]))
                     wrong_share.append(float(wrong[positions].mean()))
