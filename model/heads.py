@@ -494,6 +494,9 @@ class Head:
     labels: list[str]
     thresholds: dict[str, float] = field(default_factory=dict)
     floors: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The labels that stand for "none of the others", as a taxonomy names them; None: those named so
+    # (``other``, ``misc`` ...: ``training.few_shot.catch_all_labels``), () for none at all.
+    catch_all: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_name_and_kind(self.name, self.kind)
@@ -507,6 +510,14 @@ class Head:
         if unknown:
             raise ValueError(f"head {self.name!r}: floors for labels it does not have: {unknown}")
         self.floors = {label: (float(slope), float(intercept)) for label, (slope, intercept) in self.floors.items()}
+        if self.catch_all is not None:
+            self.catch_all = tuple(self.catch_all)
+            strange = sorted(set(self.catch_all) - set(self.labels))
+            if strange:
+                raise ValueError(f"head {self.name!r}: catch-all labels it does not have: {strange}")
+            if self.catch_all and not self.behaviour.catch_all:
+                raise ValueError(f"head {self.name!r} ({self.kind}) has no catch-all label: its kind says "
+                                 "'none of these' otherwise")
 
     @property
     def behaviour(self) -> HeadKind:
@@ -519,13 +530,16 @@ class Head:
             data["thresholds"] = dict(self.thresholds)
         if self.floors:  # only heads that have floors say so: older configs (and their versions) unchanged
             data["floors"] = {label: list(floor) for label, floor in self.floors.items()}
+        if self.catch_all is not None:
+            data["catch_all"] = list(self.catch_all)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Head":
         return cls(name=data["name"], kind=data["kind"], labels=list(data["labels"]),
                    thresholds=dict(data.get("thresholds") or {}),
-                   floors={label: tuple(floor) for label, floor in (data.get("floors") or {}).items()})
+                   floors={label: tuple(floor) for label, floor in (data.get("floors") or {}).items()},
+                   catch_all=tuple(data["catch_all"]) if data.get("catch_all") is not None else None)
 
 
 class FlooredLinear(nn.Linear):

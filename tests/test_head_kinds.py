@@ -141,3 +141,18 @@ def test_a_plugin_kind_is_served_by_a_real_server(rated_csv: Path, tiny_base: Pa
     finally:
         stop(process)
 
+
+
+def test_catch_all_and_floors_round_trip_and_stay_out_of_older_configs() -> None:
+    plain = Head("category", "single", ["bug", "other"])
+    assert set(plain.to_dict()) == {"name", "kind", "labels"}  # configs written before them read the same
+    marked = Head("category", "single", ["bug", "other"], floors={"other": (0.5, -2.0)}, catch_all=("other",))
+    again = Head.from_dict(marked.to_dict())
+    assert again.catch_all == ("other",) and again.floors == {"other": (0.5, -2.0)}
+    assert Head.from_dict(Head("c", "single", ["a", "b"], catch_all=()).to_dict()).catch_all == ()
+    with pytest.raises(ValueError, match=r"catch-all labels it does not have: \['misc'\]"):
+        Head("category", "single", ["bug", "other"], catch_all=("misc",))
+    with pytest.raises(ValueError, match="has no catch-all label"):
+        Head("tags", "multi", ["bug", "other"], catch_all=("other",))
+    with pytest.raises(ValueError, match=r"floors for labels it does not have: \['misc'\]"):
+        Head("category", "single", ["bug", "other"], floors={"misc": (0.5, -2.0)})

@@ -50,6 +50,28 @@ def test_a_taxonomy_reads_into_heads_and_examples(tmp_path: Path) -> None:
     assert len(texts) == 5
 
 
+@pytest.mark.parametrize("line, expected", [
+    ("    catch_all: neutral\n", ("neutral",)),
+    ("    catch_all: [neutral, positive]\n", ("neutral", "positive")),
+    ("    catch_all: none\n", ()),
+    ("    catch_all: false\n", ()),
+])
+def test_a_head_names_its_catch_all_label_or_none(tmp_path: Path, line: str, expected: tuple) -> None:
+    from earshot.training.few_shot import catch_all_labels
+
+    head = read_taxonomy(_write(tmp_path, GOOD.replace("    kind: single\n", "    kind: single\n" + line))).heads[0]
+    assert head.catch_all == expected and catch_all_labels(head.head()) == list(expected)
+
+
+def test_a_label_named_other_is_the_catch_all_unless_the_taxonomy_says_none(tmp_path: Path) -> None:
+    from earshot.training.few_shot import catch_all_labels
+
+    named = GOOD.replace("name: neutral", "name: Other")
+    assert catch_all_labels(read_taxonomy(_write(tmp_path, named)).heads[0].head()) == ["Other"]
+    opted_out = named.replace("    kind: single\n", "    kind: single\n    catch_all: none\n")
+    assert catch_all_labels(read_taxonomy(_write(tmp_path, opted_out)).heads[0].head()) == []
+
+
 def test_the_banking77_example_taxonomy_has_every_intent_described() -> None:
     taxonomy = read_taxonomy(ROOT / "examples" / "banking77-taxonomy.yaml")
     labels = taxonomy.heads[0].labels
@@ -67,6 +89,10 @@ def test_the_banking77_example_taxonomy_has_every_intent_described() -> None:
     (lambda t: t.replace("kind: single", "kind: several"), r"taxonomy.yaml, line 3: .*kind"),
     (lambda t: "labels: [a, b]\n", r"taxonomy.yaml: expected a mapping 'heads:'"),
     (lambda t: t.replace("    labels:\n", "    labels: [\n"), r"taxonomy.yaml, line \d+: not valid YAML"),
+    (lambda t: t.replace("    kind: single\n", "    kind: single\n    catch_all: other\n"),
+     r"taxonomy.yaml, line 3: head 'sentiment': catch_all names \['other'\], not labels of the head"),
+    (lambda t: t.replace("    kind: single\n", "    kind: multi\n    catch_all: neutral\n"),
+     r"taxonomy.yaml, line 3: head 'sentiment' is multi: .* takes no catch_all"),
 ])
 def test_bad_taxonomies_name_file_line_and_label(tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(DataError, match=message):

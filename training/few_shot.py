@@ -217,6 +217,8 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
         if catch_all:
             floor = CATCH_ALL_FLOOR if catch_all_floor is None else catch_all_floor
             head.floors = {label: (scale * floor / float(length), -scale * shift) for label in catch_all}
+            logger.info("head %r: %s takes every text whose cosine with each other label's description is "
+                        "below %.2f (the catch-all)", head.name, " and ".join(map(repr, catch_all)), floor)
             model.heads[head.name] = head_layer(head, vectors.shape[1])
         layer: nn.Linear = model.heads[head.name]
         with torch.no_grad():
@@ -230,20 +232,25 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
 CATCH_ALL_FLOOR = 0.30
 # Label names that mean "none of the other labels", compared in lower case with '_' and '-' as spaces.
 CATCH_ALL_NAMES = frozenset({"other", "others", "none", "misc", "miscellaneous", "something else",
-                             "anything else", "none of the above", "none of these"})
+                             "anything else", "none of the above", "none of these", "oos", "out of scope",
+                             "unknown", "n/a", "not applicable"})
 
 
 def catch_all_labels(head: Head) -> list[str]:
-    """The labels of a single head that stand for "none of the others" (``other``, ``misc``,
-    ``OTHER``, ``other_feedback`` ...): the names recipe floors their logit. A multi head has none (its
-    empty label set already says "none").
+    """The labels of a single head that stand for "none of the others": those its taxonomy names
+    (``Head.catch_all``), else those named so (``other``, ``misc``, ``OTHER``, ``other_feedback`` ...).
+    The names recipe floors their logit. A multi head has none (its empty label set says "none").
 
     Example:
         >>> catch_all_labels(Head("category", "single", ["bug", "Other", "other_feedback"]))
         ['Other', 'other_feedback']
+        >>> catch_all_labels(Head("category", "single", ["bug", "other", "general"], catch_all=("general",)))
+        ['general']
     """
     if not head.behaviour.catch_all:
         return []
+    if head.catch_all is not None:
+        return list(head.catch_all)
     found = []
     for label in head.labels:
         name = " ".join(label.lower().replace("_", " ").replace("-", " ").split())

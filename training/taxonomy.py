@@ -14,6 +14,9 @@ and the review loop can collect real examples for it.
               - I am still waiting on my card?
         examples:                 # optional, e.g. pasted from data: each names its label
           - {text: "Where is my new card?", label: card_arrival}
+        # catch_all: LABEL        # optional (single heads): the label for "none of the others", which
+                                  # wins when no other description is near; `none`: no such label.
+                                  # Unset: labels named other, misc, none, oos ... are taken as one.
 
 Example:
     >>> taxonomy = read_taxonomy("examples/banking77-taxonomy.yaml")
@@ -30,7 +33,7 @@ from typing import Any
 import yaml
 
 from earshot.model import SINGLE, Head
-from earshot.model.heads import check_name_and_kind
+from earshot.model.heads import check_name_and_kind, head_kind
 
 from .data import DataError, Example
 
@@ -50,9 +53,10 @@ class TaxonomyHead:
     name: str
     kind: str
     labels: tuple[TaxonomyLabel, ...]
+    catch_all: tuple[str, ...] | None = None  # None: the labels named so (other, misc ...)
 
     def head(self) -> Head:
-        return Head(self.name, self.kind, [label.name for label in self.labels])
+        return Head(self.name, self.kind, [label.name for label in self.labels], catch_all=self.catch_all)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,31 @@ def _read_head(source: str, name: str, spec: Any, line: int) -> TaxonomyHead:
         extra[label_name].append(item["text"].strip())
     return TaxonomyHead(name, kind, tuple(TaxonomyLabel(label.name, label.description,
                                                         (*label.examples, *extra[label.name]), label.line)
-                                          for label in labels.values()))
+                                          for label in labels.values()),
+                        _read_catch_all(source, name, kind, spec, labels, line))
+
+
+def _read_catch_all(source: str, head: str, kind: str, spec: dict, labels: dict[str, TaxonomyLabel],
+                    line: int) -> tuple[str, ...] | None:
+    """A head's ``catch_all:``: a label or a list of labels that stand for "none of the others", or
+    ``none`` / ``false`` / ``[]`` for no catch-all; absent: the labels named so (other, misc ...)."""
+    if "catch_all" not in spec:
+        return None
+    value = spec["catch_all"]
+    if isinstance(value, str) and value not in labels and value.strip().lower() == "none" or value in (None, False, []):
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{source}, line {line}: head {head!r}: 'catch_all' must be a label, a list of labels or "
+                        f"none, found {value!r}")
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise DataError(f"{source}, line {line}: head {head!r}: catch_all names {unknown}, not labels of the head "
+                        f"({sorted(labels)})")
+    if not head_kind(kind).catch_all:
+        raise DataError(f"{source}, line {line}: head {head!r} is {kind}: a text with none of its labels gets an "
+                        "empty set, so it takes no catch_all")
+    return tuple(names)
 
 
 def _read_label(source: str, head: str, entry: Any, line: int) -> TaxonomyLabel:
