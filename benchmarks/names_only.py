@@ -36,7 +36,6 @@ from earshot.training.audit import embed_texts  # noqa: E402
 from earshot.training import TrainingConfig  # noqa: E402
 from earshot.training.general_data import read_mapping  # noqa: E402
 from earshot.training.few_shot import catch_all_labels  # noqa: E402
-from earshot.model.heads import Head  # noqa: E402
 from earshot.training.pipeline import DataSources, fit, load_training_set  # noqa: E402
 
 
@@ -78,17 +77,21 @@ def trained_answers(base: str, taxonomy: Path, rows: pd.DataFrame, output: Path,
 def catch_all_sweep(base: str, task: Task, floors: list[float], seed: int) -> str:
     """Top-1 of the nearest description when the catch-all label also wins every row whose nearest other
     description is below each floor, on two seeded halves of the rows: 'choose' and 'score'."""
-    (catch_all,) = catch_all_labels(Head(task.head, "single", task.labels))
+    from earshot.training.taxonomy import read_taxonomy
+
+    catch_all = catch_all_labels(read_taxonomy(task.taxonomy).head(task.head).head())
+    if not catch_all:
+        return "    no catch-all label in this taxonomy"
     vectors = embed_texts(base, [*task.rows.text, *task.descriptions])
     similarity = vectors[: len(task.rows)] @ vectors[len(task.rows):].T
-    column = task.labels.index(catch_all)
+    columns = [task.labels.index(label) for label in catch_all]
     gold = task.rows.source_labels.to_numpy()
     choose = np.zeros(len(gold), dtype=bool)
     choose[np.random.default_rng(seed).permutation(len(gold))[: len(gold) // 2]] = True
     lines = []
     for floor in floors:
         floored = similarity.copy()
-        floored[:, column] = np.maximum(floored[:, column], floor)
+        floored[:, columns] = np.maximum(floored[:, columns], floor)
         right = np.array(task.labels, dtype=object)[floored.argmax(axis=1)] == gold
         lines.append(f"    floor {floor:.3f}: choose {right[choose].mean():.3f}, score {right[~choose].mean():.3f}, "
                      f"all {right.mean():.3f}")
@@ -127,9 +130,9 @@ def own_task(taxonomy: Path, table: Path, column: str, describe: dict[str, str],
         unknown = sorted(set(describe) - set(labels))
         if unknown:
             raise SystemExit(f"--describe names labels not in {taxonomy}: {unknown}")
-        descriptions = [describe.get(label.name, label.description) for label in head.labels]
-        document = {"heads": {head.name: {"kind": "single", "labels": [
-            {"name": name, "description": text} for name, text in zip(labels, descriptions)]}}}
+        document = yaml.safe_load(taxonomy.read_text(encoding="utf-8"))  # all else (examples, catch_all) kept
+        for entry in document["heads"][head.name]["labels"]:
+            entry["description"] = describe.get(str(entry["name"]).strip(), entry["description"])
         taxonomy = work / f"{taxonomy.stem}-described.yaml"
         taxonomy.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
         (head,) = read_taxonomy(taxonomy).heads
@@ -167,6 +170,8 @@ def main() -> None:
         test = pd.read_csv(args.test, keep_default_na=False)
         tasks = [source_task(source, test, work) for source in args.source]
     if args.taxonomy:
+        if any("=" not in item for item in args.describe):
+            parser.error("--describe takes LABEL=TEXT")
         describe = dict(item.split("=", 1) for item in args.describe)
         tasks.append(own_task(args.taxonomy, args.table, args.column, describe, work))
     for task in tasks:

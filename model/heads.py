@@ -185,7 +185,9 @@ class SingleKind(HeadKind):
             raise ValueError(f"head {head.name!r} (single) needs at least two labels, got {head.labels}")
 
     def describe(self, head: "Head") -> str:
-        return f"- `{head.name}` (one label per text): {', '.join(head.labels)}."
+        floored = "".join(f" `{label}` is the catch-all: it also takes every text that no other label's description "
+                          "is near." for label in head.floors)
+        return f"- `{head.name}` (one label per text): {', '.join(head.labels)}.{floored}"
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         logits = logits.astype(np.float32)
@@ -486,7 +488,7 @@ def check_name_and_kind(name: str, kind: str) -> None:
 class Head:
     """One output of the model. ``thresholds`` is for kinds that have them (``multi``: 0.5 per label
     unless given). ``floors``: labels whose logit never falls below ``slope * |vector| + intercept``
-    (``{label: (slope, intercept)}``, see ``FlooredLinear``); the names recipe gives one to a catch-all
+    (``{label: (slope, intercept)}``, see ``HeadLayer``); the names recipe gives one to a catch-all
     label such as ``other``, so that it wins when no other label's description is near the text."""
 
     name: str
@@ -542,48 +544,69 @@ class Head:
                    catch_all=tuple(data["catch_all"]) if data.get("catch_all") is not None else None)
 
 
-class FlooredLinear(nn.Linear):
-    """A head's linear layer in which some labels' logits never fall below ``slope * |x| + intercept``
-    (``x``: the pooled vector). With rows ``scale * centre / length`` and bias ``-scale * shift`` (the
-    names recipe), a label's logit is ``scale * (|x| * cos / length - shift)``, so a floor with slope
-    ``scale * tau / length`` and the same intercept lets that label win exactly when no label's
-    cosine reaches ``tau``. One graph for every backend: the floor is part of the exported network.
+class HeadLayer(nn.Linear):
+    """A head's linear layer, in which some labels' logits may never fall below ``slope * |x| + intercept``
+    (``x``: the pooled vector; ``set_floors``). With rows ``scale * centre / length`` and bias
+    ``-scale * shift`` (the names recipe), a label's logit is ``scale * (|x| * cos / length - shift)``,
+    so a floor with slope ``scale * tau / length`` and the same intercept lets that label win exactly
+    when no other label's cosine reaches ``tau``. Without floors it is ``nn.Linear`` (same weights, same
+    exported graph); with them the floor is part of the exported network, one graph for every backend.
+    The floors are the head's data (``Head.floors`` in config.json), not weights.
 
     Example:
-        >>> layer = FlooredLinear(2, 2, floors=[(0.0, -1e4), (0.0, 1.0)])
+        >>> layer = HeadLayer(2, 2)
         >>> with torch.no_grad():
         ...     _ = layer.weight.copy_(torch.eye(2)); _ = layer.bias.zero_()
+        >>> layer.set_floors([NO_FLOOR, (0.0, 1.0)])
         >>> layer(torch.tensor([[3.0, 0.0]])).tolist()
         [[3.0, 1.0]]
     """
 
-    def __init__(self, in_features: int, out_features: int, floors: Sequence[tuple[float, float]]) -> None:
+    def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features)
+        self.register_buffer("slope", None, persistent=False)
+        self.register_buffer("intercept", None, persistent=False)
+
+    def set_floors(self, floors: Sequence[tuple[float, float]] | None) -> None:
+        """One ``(slope, intercept)`` per label (``NO_FLOOR`` for none), or None for no floors."""
+        if floors is None:
+            self.slope = self.intercept = None
+            return
         slopes, intercepts = zip(*floors)
-        # Not in the state dict: the floors are the head's data (config.json), the weights stay as they were.
-        self.register_buffer("slope", torch.tensor(slopes, dtype=torch.float32), persistent=False)
-        self.register_buffer("intercept", torch.tensor(intercepts, dtype=torch.float32), persistent=False)
+        # Buffers that are not saved: they move with the layer, and the weights file stays as it was.
+        self.register_buffer("slope", torch.tensor(slopes, dtype=self.weight.dtype, device=self.weight.device),
+                             persistent=False)
+        self.register_buffer("intercept", torch.tensor(intercepts, dtype=self.weight.dtype, device=self.weight.device),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        if self.slope is None:
+            return logits
         length = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        return torch.maximum(super().forward(x), length * self.slope.to(x.dtype) + self.intercept.to(x.dtype))
+        return torch.maximum(logits, length * self.slope.to(logits.dtype) + self.intercept.to(logits.dtype))
 
 
 # A label without a floor: an intercept far below any logit, so the maximum is the logit itself.
 NO_FLOOR = (0.0, -1e4)
 
 
-def head_layer(head: Head, hidden: int) -> nn.Linear:
-    """The layer that computes ``head``'s logits from a pooled vector of size ``hidden``: a plain
-    ``nn.Linear``, or a ``FlooredLinear`` when the head has floors.
+def head_floors(head: Head) -> list[tuple[float, float]] | None:
+    """``head``'s floors in label order for ``HeadLayer.set_floors`` (None when it has none)."""
+    return [head.floors.get(label, NO_FLOOR) for label in head.labels] if head.floors else None
+
+
+def head_layer(head: Head, hidden: int) -> HeadLayer:
+    """The layer that computes ``head``'s logits from a pooled vector of size ``hidden``, with the
+    head's floors.
 
     Example:
-        >>> type(head_layer(Head("mood", "single", ["good", "bad"]), 4)).__name__
-        'Linear'
+        >>> head_layer(Head("mood", "single", ["good", "bad"]), 4).slope is None
+        True
     """
-    if not head.floors:
-        return nn.Linear(hidden, len(head.labels))
-    return FlooredLinear(hidden, len(head.labels), [head.floors.get(label, NO_FLOOR) for label in head.labels])
+    layer = HeadLayer(hidden, len(head.labels))
+    layer.set_floors(head_floors(head))
+    return layer
 
 
 # ------------------------------------------------------------------------------------ label cells

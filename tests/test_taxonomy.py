@@ -55,6 +55,7 @@ def test_a_taxonomy_reads_into_heads_and_examples(tmp_path: Path) -> None:
     ("    catch_all: [neutral, positive]\n", ("neutral", "positive")),
     ("    catch_all: none\n", ()),
     ("    catch_all: false\n", ()),
+    ("    catch_all: ' neutral '\n", ("neutral",)),
 ])
 def test_a_head_names_its_catch_all_label_or_none(tmp_path: Path, line: str, expected: tuple) -> None:
     from earshot.training.few_shot import catch_all_labels
@@ -70,6 +71,10 @@ def test_a_label_named_other_is_the_catch_all_unless_the_taxonomy_says_none(tmp_
     assert catch_all_labels(read_taxonomy(_write(tmp_path, named)).heads[0].head()) == ["Other"]
     opted_out = named.replace("    kind: single\n", "    kind: single\n    catch_all: none\n")
     assert catch_all_labels(read_taxonomy(_write(tmp_path, opted_out)).heads[0].head()) == []
+    # a label called "none" is that label, not "no catch-all"
+    called_none = GOOD.replace("name: neutral", "name: none").replace("    kind: single\n",
+                                                                     "    kind: single\n    catch_all: none\n")
+    assert read_taxonomy(_write(tmp_path, called_none)).heads[0].catch_all == ("none",)
 
 
 def test_the_banking77_example_taxonomy_has_every_intent_described() -> None:
@@ -93,6 +98,10 @@ def test_the_banking77_example_taxonomy_has_every_intent_described() -> None:
      r"taxonomy.yaml, line 3: head 'sentiment': catch_all names \['other'\], not labels of the head"),
     (lambda t: t.replace("    kind: single\n", "    kind: multi\n    catch_all: neutral\n"),
      r"taxonomy.yaml, line 3: head 'sentiment' is multi: .* takes no catch_all"),
+    (lambda t: t.replace("    kind: single\n", "    kind: single\n    catch_all: [negative, neutral, positive]\n"),
+     r"taxonomy.yaml, line 3: head 'sentiment': catch_all names every label"),
+    (lambda t: t.replace("    kind: single\n", "    kind: single\n    catch_all:\n"),
+     r"taxonomy.yaml, line 3: head 'sentiment': 'catch_all' must be a label, a list of labels or none"),
 ])
 def test_bad_taxonomies_name_file_line_and_label(tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(DataError, match=message):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class TrainingState:
     # The validation score the patience counts from: the last epoch that beat it by more than the
     # config's ``min_improvement`` (None in checkpoints written before the margin: the best score).
     patience_reference: float | None = None
+    # The names recipe's catch-all floors set at epoch 0 ({head: {label: [slope, intercept]}}): config, not
+    # weights, so a resumed run puts them back on its freshly built heads.
+    floors: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

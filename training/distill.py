@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,7 +121,9 @@ def student_start(teacher: EarshotModel, base: str | None = None) -> EarshotMode
             raise ValueError(f"--student-base {base} has heads {sorted(mine)} and the teacher {sorted(theirs)}: a "
                              "student learns the teacher's heads; give a base encoder instead, or a model with them")
         return start
-    return EarshotModel.from_base(base, teacher.config.heads, max_length=teacher.config.max_length)
+    # The student learns the teacher's answers: a floor sized to the teacher's vectors would hold its logits up.
+    heads = [replace(head, floors={}) for head in teacher.config.heads]
+    return EarshotModel.from_base(base, heads, max_length=teacher.config.max_length)
 
 
 def _head_set(model: EarshotModel) -> set[tuple[str, str, tuple[str, ...]]]:

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from earshot.model import EarshotModel
-from earshot.model.heads import Head, head_kind, head_layer
+from earshot.model.heads import Head, HeadLayer, head_floors, head_kind
 
 from .data import Example, head_gold, label_sets, rows_by_label
 
@@ -219,8 +219,8 @@ def prototype_heads(model: EarshotModel, examples: Sequence[Example], scale: flo
             head.floors = {label: (scale * floor / float(length), -scale * shift) for label in catch_all}
             logger.info("head %r: %s takes every text whose cosine with each other label's description is "
                         "below %.2f (the catch-all)", head.name, " and ".join(map(repr, catch_all)), floor)
-            model.heads[head.name] = head_layer(head, vectors.shape[1])
-        layer: nn.Linear = model.heads[head.name]
+        layer: HeadLayer = model.heads[head.name]
+        layer.set_floors(head_floors(head))
         with torch.no_grad():
             layer.weight.copy_((scale * centres / length).to(layer.weight))
             layer.bias.copy_(torch.where(present, -scale * shift, -scale).to(layer.bias))

@@ -154,12 +154,14 @@ def _read_catch_all(source: str, head: str, kind: str, spec: dict, labels: dict[
     if "catch_all" not in spec:
         return None
     value = spec["catch_all"]
-    if isinstance(value, str) and value not in labels and value.strip().lower() == "none" or value in (None, False, []):
+    if value is False or (isinstance(value, list) and not value) or (
+            isinstance(value, str) and value.strip() not in labels and value.strip().lower() == "none"):
         return ()
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    names = value if isinstance(value, list) else [value]
+    if value is None or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
         raise DataError(f"{source}, line {line}: head {head!r}: 'catch_all' must be a label, a list of labels or "
                         f"none, found {value!r}")
+    names = [str(n).strip() for n in names]  # as label names are read
     unknown = [n for n in names if n not in labels]
     if unknown:
         raise DataError(f"{source}, line {line}: head {head!r}: catch_all names {unknown}, not labels of the head "
@@ -167,6 +169,9 @@ def _read_catch_all(source: str, head: str, kind: str, spec: dict, labels: dict[
     if not head_kind(kind).catch_all:
         raise DataError(f"{source}, line {line}: head {head!r} is {kind}: a text with none of its labels gets an "
                         "empty set, so it takes no catch_all")
+    if set(names) == set(labels):
+        raise DataError(f"{source}, line {line}: head {head!r}: catch_all names every label; a catch-all stands "
+                        "for none of the others")
     return tuple(names)
 
 

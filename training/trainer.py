@@ -27,6 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 from earshot.files import sha256
 from earshot.model import EarshotModel, Head
 from earshot.model.device import resolve_device, training_autocast
+from earshot.model.heads import head_floors
 
 from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
@@ -97,6 +98,7 @@ class Trainer:
                               fingerprint=self._fingerprint())
         if resume:
             state = self._resume(model, optimizer, scheduler, state)
+            restore_floors(model, state.floors)
         # A resumed run's time counts from the first run's start: the model card gives the whole cost.
         started -= state.seconds
 
@@ -118,6 +120,8 @@ class Trainer:
             # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
             # fine-tuning the encoder on one text per label moved texts away from them (docs/experiments.md).
             prototype_heads(model, self.train_examples)
+            state.floors = {head.name: {label: list(floor) for label, floor in head.floors.items()}
+                            for head in model.config.heads if head.floors}
             self._end_epoch(0, 0.0, state)
             checkpoint()
         losses = self._losses(targets)
@@ -328,6 +332,14 @@ class Trainer:
             batches.extend(chunk[i: i + size] for i in range(0, len(chunk), size))
         rng.shuffle(batches)
         return batches
+
+
+def restore_floors(model: EarshotModel, floors: dict[str, dict[str, list[float]]]) -> None:
+    """Put a checkpoint's catch-all floors back on the heads (data and layers) of a freshly built model."""
+    for head in model.config.heads:
+        if head.name in floors:
+            head.floors = {label: (slope, intercept) for label, (slope, intercept) in floors[head.name].items()}
+            model.heads[head.name].set_floors(head_floors(head))
 
 
 def validation_score(metrics: dict[str, Any], heads: Sequence[Head]) -> float:
