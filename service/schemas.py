@@ -7,6 +7,7 @@ when a model has other heads (a praise-point head, a taxonomy of its own).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -92,6 +93,14 @@ class HeadInfo(BaseModel):
     kind: str
     labels: list[str]
     thresholds: dict[str, float] = Field(default_factory=dict)
+    catch_all: list[str] = Field(default_factory=list, description=(
+        "labels that also take every text no other label's description is near (a taxonomy from names)"))
+
+    @classmethod
+    def of(cls, head: Any) -> "HeadInfo":
+        """A model head (``earshot.model.Head``) as GET /model shows it."""
+        return cls(name=head.name, kind=head.kind, labels=list(head.labels), thresholds=dict(head.thresholds),
+                   catch_all=list(head.floors))
 
 
 class ModelInfo(BaseModel):

@@ -242,7 +242,7 @@ def build_service(settings: Settings) -> Any:
             config = model.config
             network = network or {"device": str(model.device), "backend": model.backend}
             return ModelInfo(version=model.version or "", label=config.label, base_model=config.base_model,
-                             heads=[HeadInfo(**head.to_dict()) for head in config.heads],
+                             heads=[HeadInfo.of(head) for head in config.heads],
                              max_length=config.max_length, device=network["device"], backend=network["backend"],
                              training={k: v for k, v in config.provenance.items() if k not in ("history", "config")},
                              metrics=config.metrics)

@@ -151,6 +151,9 @@ def test_catch_all_and_floors_round_trip_and_stay_out_of_older_configs() -> None
     assert again.catch_all == ("other",) and again.floors == {"other": (0.5, -2.0)}
     assert "`other` is the catch-all" in marked.behaviour.describe(marked)  # the model card says so
     assert "catch-all" not in plain.behaviour.describe(plain)
+    from earshot.service.schemas import HeadInfo
+
+    assert HeadInfo.of(marked).catch_all == ["other"] and HeadInfo.of(plain).catch_all == []  # GET /model
     assert Head.from_dict(Head("c", "single", ["a", "b"], catch_all=()).to_dict()).catch_all == ()
     with pytest.raises(ValueError, match=r"catch-all labels it does not have: \['misc'\]"):
         Head("category", "single", ["bug", "other"], catch_all=("misc",))

@@ -86,7 +86,8 @@ def test_http_classify_and_model_info(client: TestClient, served) -> None:
     info = client.get("/model")
     assert info.status_code == 200
     assert info.json()["heads"][0] == {"name": "sentiment", "kind": "single",
-                                       "labels": ["negative", "neutral", "positive"], "thresholds": {}}
+                                       "labels": ["negative", "neutral", "positive"], "thresholds": {},
+                                       "catch_all": []}
     assert info.json()["version"] == body[0]["model_version"] == body[1]["model_version"] == served[1]
     assert info.json()["backend"] == ("bf16" if bf16_matrix_units() else "onnx-int8")  # auto, with no GPU
     assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
