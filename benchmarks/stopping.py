@@ -14,6 +14,7 @@ has trained the same epochs).
 
     python benchmarks/stopping.py record --data T.csv --validation V.csv --test TEST.csv --output /tmp/m \\
         --sentiment-column sentiment --history semeval.json
+    python benchmarks/stopping.py record ... --adamw-loop   # the optimizer earshot used before its fused kernel
     python benchmarks/stopping.py replay semeval.json mams.json --margin 0 0.002 0.005 0.01 --patience 2 3 4
 """
 
@@ -40,6 +41,10 @@ def record(args: argparse.Namespace) -> None:
     from earshot.training.pipeline import load_training_set
     from earshot.training.trainer import Trainer, validation_score
 
+    if args.adamw_loop:  # how earshot trained before its optimizer was fused: same rule, a loop per tensor
+        import earshot.training.trainer as trainer_module
+        trainer_module.adamw = lambda params, **settings: torch.optim.AdamW(params, foreach=False, fused=False,
+                                                                           **settings)
     config = training_config(args)
     training = load_training_set(data_sources(args), config.seed)
     known = {head.name: head.labels for head in training.heads}
@@ -148,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_column_flags(rec)
     rec.add_argument("--test", type=Path, required=True)
     rec.add_argument("--history", type=Path, required=True, help="JSON file to write")
+    rec.add_argument("--adamw-loop", action="store_true",
+                     help="AdamW's per-tensor loop instead of its fused kernel (to time what fusing saves)")
     rec.set_defaults(handler=record)
     rep = commands.add_parser("replay", help="replay stopping rules on recorded runs")
     rep.add_argument("histories", nargs="+", type=Path)

@@ -123,6 +123,9 @@ def add_config_flags(train: argparse.ArgumentParser) -> None:
                  help="pull each multi-head threshold toward one shared threshold, by k / (positives + k) for a "
                       "label with that many validation positives; 0: independent per label")
     _config_flag(train, "--class-weighting", choices=["none", "sqrt", "balanced"])
+    _config_flag(train, "--frozen-layers", type=int, metavar="N",
+                 help="fine-tune with the embeddings and the N lowest encoder layers frozen, their output computed "
+                      "once per text: each step runs only the layers above (faster; quality in docs/experiments.md)")
     _config_flag(train, "--seed", type=int, help="shuffling, heads' initial weights and the validation split")
     _config_flag(train, "--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     _config_flag(train, "--save-dtype", choices=["float32", "float16"],

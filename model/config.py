@@ -17,7 +17,11 @@ from typing import Any
 from .heads import MULTI, SINGLE, Head
 
 CONFIG_KEY = "earshot"
-FORMAT_VERSION = 2
+# Format 3 added heads' catch-all floors. A config is written in the lowest format that holds it, so a
+# model without floors stays readable by (and byte-identical to) format 2, and an earshot that reads
+# format 2 at most refuses a floored model instead of answering without its catch-all rule.
+FORMAT_VERSION = 3
+FLOORS_FORMAT = 3
 # Format 1 named its two heads in code; these are the names and weight prefixes they migrate to.
 LEGACY_HEADS = {"sentiment_head.": "heads.sentiment.", "pain_point_head.": "heads.pain_points."}
 
@@ -64,6 +68,7 @@ class EarshotConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["heads"] = [h.to_dict() for h in self.heads]
+        data["format_version"] = FLOORS_FORMAT if any(h.floors for h in self.heads) else 2
         return data
 
     @classmethod

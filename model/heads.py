@@ -60,7 +60,7 @@ class HeadKind:
     thresholded: ClassVar[bool] = False  # whether heads of this kind carry per-label thresholds
     # Whether a label such as "other" may stand for "none of the others" (a kind that gives every text
     # exactly one label needs one; a multi head says "none" with its empty set).
-    catch_all: ClassVar[bool] = False
+    takes_catch_all: ClassVar[bool] = False
     description: ClassVar[str] = ""  # for --help and errors
     unknown_label_hint: ClassVar[str] = ""  # added to the error for a label the head does not know
 
@@ -176,7 +176,7 @@ class SingleKind(HeadKind):
 
     name = SINGLE
     headline = "macro_f1"  # every class counts, however rare
-    catch_all = True
+    takes_catch_all = True
     description = "one label per text"
 
     def check(self, head: "Head") -> None:
@@ -517,7 +517,7 @@ class Head:
             strange = sorted(set(self.catch_all) - set(self.labels))
             if strange:
                 raise ValueError(f"head {self.name!r}: catch-all labels it does not have: {strange}")
-            if self.catch_all and not self.behaviour.catch_all:
+            if self.catch_all and not self.behaviour.takes_catch_all:
                 raise ValueError(f"head {self.name!r} ({self.kind}) has no catch-all label: its kind says "
                                  "'none of these' otherwise")
 

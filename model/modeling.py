@@ -354,6 +354,10 @@ class EarshotModel(nn.Module, TextSide):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The pooled ``embedding`` and every head's logits (by head name) from one encoder pass."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pooled_outputs(hidden, attention_mask)
+
+    def pooled_outputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward`'s outputs from the encoder's last hidden states of padded rows."""
         if self.config.pooling == "cls":
             pooled = hidden[:, 0]
         else:

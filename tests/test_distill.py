@@ -268,6 +268,9 @@ def test_bad_distillation_input_is_named(teacher_dir: Path, feedback_csv: Path, 
     teacher = EarshotModel.from_pretrained(teacher_dir, device="cpu")
     with pytest.raises(ValueError, match="--recipe few-shot does not apply"):
         DistillationTrainer(teacher, teacher, [], [], _config(tmp_path / "y", recipe="few-shot"))
+    with pytest.raises(ValueError, match="--frozen-layers and --hidden-weight do not combine"):
+        DistillationTrainer(teacher, teacher, [], [], _config(tmp_path / "z", frozen_layers=1),
+                            DistillationConfig(hidden_weight=1.0))
 
 
 def test_soften_keeps_the_order_and_flattens() -> None:

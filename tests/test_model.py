@@ -213,3 +213,13 @@ def test_config_validates_itself(heads: list, message: str) -> None:
 def test_config_from_a_newer_earshot_is_refused() -> None:
     with pytest.raises(ValueError, match="newer earshot"):
         EarshotConfig.from_dict({"heads": [], "format_version": 99})
+
+
+def test_config_format_rises_only_for_floored_heads() -> None:
+    """A head with catch-all floors needs format 3 (a format-2 reader would ignore the floors and answer
+    differently); without floors the config stays format 2, readable by older earshot versions."""
+    plain = EarshotConfig(heads=[Head("topic", "single", ["billing", "other"])])
+    floored = EarshotConfig(heads=[Head("topic", "single", ["billing", "other"], floors={"other": (2.0, -0.5)})])
+    assert plain.to_dict()["format_version"] == 2
+    assert floored.to_dict()["format_version"] == 3
+    assert EarshotConfig.from_dict(floored.to_dict()).head("topic").floors == {"other": (2.0, -0.5)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import earshot.model.modeling as modeling
 from earshot.model import EarshotModel
 from earshot.model.heads import ranking_loss
 from earshot.training import ColumnMapping, HeadColumn, Trainer, TrainingConfig, read_examples, split_validation
+from earshot.training.frozen import FrozenLayers
+from earshot.training.optimizer import adamw
 
 MAPPING = ColumnMapping(text="text", heads=(HeadColumn("sentiment", "single", "sentiment"),
                                             HeadColumn("pain_points", "multi", "pain_points")))
@@ -29,6 +33,9 @@ def _config(out: Path, **overrides) -> TrainingConfig:
     settings = dict(output_dir=str(out), recipe="fine-tune", epochs=3, batch_size=16, learning_rate=2e-3,
                     head_learning_rate=1e-2, patience=0, progress=False)
     return TrainingConfig(**{**settings, **overrides})
+
+
+_base_config = _config
 
 
 @pytest.fixture()
@@ -89,9 +96,11 @@ def test_a_third_head_trains_in_the_same_pass(tiny_base: Path, tmp_path: Path) -
         "sentiment", "pain_points", "praise_points"}
 
 
+@pytest.mark.parametrize("frozen_layers", [0, 1])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_base: Path, split, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch, frozen_layers: int) -> None:
     data, train, validation = split
+    _config = functools.partial(_base_config, frozen_layers=frozen_layers)
     Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "straight")).train()
 
     real_save = trainer_module.save_checkpoint
@@ -217,3 +226,77 @@ def test_training_runs_forward_passes_in_bfloat16_on_a_cpu_with_amx(tiny_base: P
     assert np.isfinite(result.history[-1]["train_loss"]) and result.best_score > 0.5
     precision = EarshotModel.from_pretrained(tmp_path / "run").config.provenance["precision"]
     assert precision == ("bfloat16 mixed" if expected == torch.bfloat16 else "float32")
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel_and_updates_as_the_loop_does() -> None:
+    torch.manual_seed(0)
+    fused_layer, loop_layer = torch.nn.Linear(8, 3), torch.nn.Linear(8, 3)
+    loop_layer.load_state_dict(fused_layer.state_dict())
+    groups = [{"params": [fused_layer.weight], "weight_decay": 0.01}, {"params": [fused_layer.bias], "weight_decay": 0.0}]
+    fused = adamw(groups, lr=1e-2)
+    loop = torch.optim.AdamW([{"params": [loop_layer.weight], "weight_decay": 0.01},
+                              {"params": [loop_layer.bias], "weight_decay": 0.0}], lr=1e-2, foreach=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(4, 8)
+        for layer, optimizer in ((fused_layer, fused), (loop_layer, loop)):
+            optimizer.zero_grad()
+            layer(x).pow(2).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(fused_layer.weight, loop_layer.weight, rtol=1e-5, atol=1e-6)
+    # A device without a fused kernel (here: meta tensors) gets the plain loop instead of an error.
+    assert not adamw(torch.nn.Linear(2, 2, device="meta").parameters(), lr=1e-3).defaults["fused"]
+
+
+def test_frozen_layers_answer_as_the_whole_encoder_and_train_only_the_layers_above(tiny_base: Path, split,
+                                                                                    tmp_path: Path) -> None:
+    data, train, validation = split
+    model = _fresh(tiny_base, data)
+    rows = model.encode([e.text for e in train[:20]]).input_ids
+    frozen = FrozenLayers(model, rows, 1)
+    model.eval()  # no dropout: the cached lower layer and the upper one give the whole encoder's answer
+    with torch.no_grad():
+        whole, parts = model.forward_rows([rows[i] for i in (3, 0, 7)]), frozen.forward_rows([3, 0, 7])
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=1e-5, atol=1e-5, msg=name)
+    frozen.release()
+
+    before = {name: p.detach().clone() for name, p in _fresh(tiny_base, data).named_parameters()}
+    model = _fresh(tiny_base, data)
+    Trainer(model, train, validation, _config(tmp_path / "frozen", frozen_layers=1, epochs=2)).train()
+    trained = load_file(tmp_path / "frozen" / "model.safetensors")
+    # Everything of the encoder but its upper layer stays: embeddings, lower layer, pooler.
+    upper = [n for n in before if n.startswith("encoder.encoder.layer.1.")]
+    lower = [n for n in before if n.startswith("encoder.") and n not in upper]
+    assert upper and any(n.startswith("encoder.encoder.layer.0.") for n in lower)
+    for name in lower:
+        torch.testing.assert_close(trained[name], before[name], rtol=0, atol=0, msg=name)
+    assert all(not torch.equal(trained[name], before[name]) for name in upper if name.endswith("weight"))
+    assert all(p.requires_grad for p in model.parameters())  # released: the model trains whole again
+
+
+def test_frozen_layers_must_leave_one_layer_to_train(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, _ = split
+    model = _fresh(tiny_base, data)
+    with pytest.raises(ValueError, match="between 1 and 1 .*has 2 layers"):
+        FrozenLayers(model, model.encode([train[0].text]).input_ids, 2)
+    with pytest.raises(ValueError, match="between 1 and 1"):  # refused before the run trains anything
+        Trainer(model, train, [], _config(tmp_path / "r", frozen_layers=2, recipe="few-shot")).train()
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="frozen_layers must be 0"):
+        _config(Path("x"), frozen_layers=-1)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes(tiny_base: Path, split, tmp_path: Path) -> None:
+    """An interrupted run of an earlier earshot trained at the default of every setting added since."""
+    data, train, validation = split
+    config = _config(tmp_path / "run", epochs=2, keep_checkpoints=True)
+    Trainer(_fresh(tiny_base, data), train, validation, config).train()
+    for state_file in (tmp_path / "run" / "checkpoints").glob("*/state.json"):
+        meta = json.loads(state_file.read_text())
+        del meta["training_state"]["fingerprint"]["settings"]["frozen_layers"]
+        state_file.write_text(json.dumps(meta))
+    assert Trainer(_fresh(tiny_base, data), train, validation, config).train(resume=True).epochs_run == 2
+    with pytest.raises(ValueError, match=r"\['settings'\] differ"):
+        Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "run", epochs=2, frozen_layers=1,
+                                                                    keep_checkpoints=True)).train(resume=True)

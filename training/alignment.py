@@ -145,6 +145,8 @@ def align_descriptions(model: EarshotModel, pairs: Sequence[DescribedText], conf
     import torch
     from tqdm.auto import tqdm
 
+    from .optimizer import adamw
+
     if len(pairs) < 2:
         raise ValueError(f"alignment needs at least 2 described texts (each learns against the others), got {len(pairs)}")
     batch_size = min(config.batch_size, len(pairs))
@@ -153,7 +155,7 @@ def align_descriptions(model: EarshotModel, pairs: Sequence[DescribedText], conf
     steps = max(1, math.ceil(len(pairs) / batch_size * config.epochs))
     warmup = max(1, steps // 10)
     encoder = model.encoder
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    optimizer = adamw(encoder.parameters(), lr=config.learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
     encoder.train()

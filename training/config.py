@@ -90,6 +90,9 @@ class TrainingConfig:
     # Forward passes in bfloat16 (float16 on older GPUs) where the hardware does it natively: CUDA, and
     # CPUs with AMX (model.device.training_autocast). False: fp32 throughout.
     mixed_precision: bool = True
+    # Fine-tuning leaves the embeddings and this many lowest encoder layers as they are and runs only the
+    # layers above in each step, on hidden states computed once per text (training/frozen.py). 0: all train.
+    frozen_layers: int = 0
     device: str | None = None
     keep_checkpoints: bool = False
     progress: bool = True
@@ -108,6 +111,8 @@ class TrainingConfig:
         if self.contrastive_steps is not None and (not isinstance(self.contrastive_steps, int)
                                                    or self.contrastive_steps < 0):
             raise ValueError(f"contrastive_steps must be 0 (no contrastive stage) or more, got {self.contrastive_steps!r}")
+        if not isinstance(self.frozen_layers, int) or self.frozen_layers < 0:
+            raise ValueError(f"frozen_layers must be 0 (every layer trains) or more, got {self.frozen_layers!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
         if self.contrastive_temperature <= 0 or self.head_fit_c <= 0:

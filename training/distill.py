@@ -53,6 +53,7 @@ from earshot.model.runners import TorchRunner
 
 from .config import TrainingConfig
 from .data import Example
+from .frozen import encoder_layers
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -89,17 +90,6 @@ class DistillationConfig:
             raise ValueError(f"embedding_weight must be >= 0, got {self.embedding_weight!r}")
         if not self.hidden_weight >= 0.0:
             raise ValueError(f"hidden_weight must be >= 0, got {self.hidden_weight!r}")
-
-
-def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
-    """The transformer blocks of a BERT-, RoBERTa- or MPNet-style encoder (``encoder.layer``) or a
-    DistilBERT-style one (``transformer.layer``)."""
-    for owner in ("encoder", "transformer"):
-        layers = getattr(getattr(encoder, owner, None), "layer", None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
-    raise ValueError(f"cannot find the layers of a {type(encoder).__name__}; --student-layers works with BERT, "
-                     "RoBERTa, MPNet and DistilBERT encoders")
 
 
 def student_start(teacher: EarshotModel, base: str | None = None) -> EarshotModel:
@@ -264,9 +254,13 @@ class DistillationTrainer(Trainer):
             if _head_set(one) != student_heads:
                 raise ValueError(f"the student's heads {sorted(student_heads)} differ from teacher {one.version}'s "
                                  f"{sorted(_head_set(one))}: a student learns the teacher's heads and labels")
+        distillation = distillation or DistillationConfig()
+        if config.frozen_layers and distillation.hidden_weight:
+            raise ValueError("--frozen-layers and --hidden-weight do not combine: the layer term needs every student "
+                             "layer's states from each step; leave one of them out")
         super().__init__(model, train, validation, config)
         self.teacher = self.teachers[0]
-        self.distillation = distillation or DistillationConfig()
+        self.distillation = distillation
         self._soft: dict[str, torch.Tensor] = {}
         self._labelled: dict[str, torch.Tensor] = {}
         self._teacher_embedding = torch.zeros(0)

@@ -29,6 +29,7 @@ from earshot.model import EarshotModel
 from earshot.model.heads import Head, HeadLayer, head_floors, head_kind
 
 from .data import Example, head_gold, label_sets, rows_by_label
+from .optimizer import adamw
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,12 @@ def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: i
         logger.info("contrastive stage skipped: no label has two examples")
         return []
     ids = model.encode([e.text for e in examples]).input_ids
+    model.to(device)
     parameters = [p for p in model.encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
+    optimizer = adamw(parameters, lr=learning_rate, weight_decay=0.01)
     warmup = max(1, int(warmup_ratio * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (steps - step) / steps))
-    model.to(device)
     model.train()
     losses = []
     bar = tqdm(range(steps), desc="contrastive", unit="batch", disable=not progress, dynamic_ncols=True)
@@ -247,7 +248,7 @@ def catch_all_labels(head: Head) -> list[str]:
         >>> catch_all_labels(Head("category", "single", ["bug", "other", "general"], catch_all=("general",)))
         ['general']
     """
-    if not head.behaviour.catch_all:
+    if not head.behaviour.takes_catch_all:
         return []
     if head.catch_all is not None:
         return list(head.catch_all)

@@ -166,7 +166,7 @@ def _read_catch_all(source: str, head: str, kind: str, spec: dict, labels: dict[
     if unknown:
         raise DataError(f"{source}, line {line}: head {head!r}: catch_all names {unknown}, not labels of the head "
                         f"({sorted(labels)})")
-    if not head_kind(kind).catch_all:
+    if not head_kind(kind).takes_catch_all:
         raise DataError(f"{source}, line {line}: head {head!r} is {kind}: a text with none of its labels gets an "
                         "empty set, so it takes no catch_all")
     if set(names) == set(labels):

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from .checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_
 from .config import TrainingConfig
 from .data import Example, head_gold
 from .few_shot import contrastive_stage, default_contrastive_steps, fit_heads, prototype_heads
+from .frozen import FrozenLayers, check_frozen_layers
+from .optimizer import adamw
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class Trainer:
     def train(self, resume: bool = False) -> TrainingResult:
         """Run (or, with ``resume``, continue) training; the best epoch's model ends in ``output_dir``."""
         started = time.monotonic()
+        if self.config.frozen_layers:  # refused before any work, not after a contrastive stage
+            check_frozen_layers(self.model.encoder, self.config.frozen_layers)
         _seed_everything(self.config.seed)
         model = self.model
         model.to(device=self.device, dtype=torch.float32)
@@ -124,12 +128,27 @@ class Trainer:
                             for head in model.config.heads if head.floors}
             self._end_epoch(0, 0.0, state)
             checkpoint()
+        frozen = None
+        try:
+            if self.config.frozen_layers and state.epoch < epochs and not self._should_stop(state):
+                # After any contrastive stage, which trains every layer: the frozen layers' output is final now.
+                frozen = FrozenLayers(model, ids, self.config.frozen_layers)
+            self._fine_tune(ids, targets, epochs, optimizer, scheduler, state, checkpoint, frozen)
+        finally:
+            if frozen is not None:
+                frozen.release()
+        return self._finish(state, time.monotonic() - started)
+
+    def _fine_tune(self, ids: Sequence[Sequence[int]], targets: dict[str, torch.Tensor], epochs: int,
+                   optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainingState,
+                   checkpoint: Callable[[], None], frozen: FrozenLayers | None) -> None:
+        """The fine-tuning epochs, each ended by a validation score and a checkpoint."""
+        model = self.model
         losses = self._losses(targets)
         amp_dtype = training_autocast(self.device, self.config.mixed_precision)
         use_amp = amp_dtype is not None
         # float16 gradients underflow without scaling; bfloat16 has fp32's range and needs none.
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
         while state.epoch < epochs and not self._should_stop(state):
             epoch = state.epoch + 1
             model.train()
@@ -139,7 +158,8 @@ class Trainer:
             running = 0.0
             for step, batch in enumerate(bar, start=1):
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    outputs = model.forward_rows([ids[i] for i in batch])
+                    rows = [ids[i] for i in batch]
+                    outputs = frozen.forward_rows(batch) if frozen is not None else model.forward_rows(rows)
                 loss = self._loss(outputs, targets, batch, losses)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -153,8 +173,6 @@ class Trainer:
             bar.close()
             self._end_epoch(epoch, running, state)
             checkpoint()
-
-        return self._finish(state, time.monotonic() - started)
 
     # ------------------------------------------------------------------------------- epoch steps
     def _end_epoch(self, epoch: int, train_loss: float, state: TrainingState) -> None:
@@ -257,6 +275,10 @@ class Trainer:
             logger.warning("--resume: no checkpoint in %s, starting from the beginning", self.checkpoint_dir)
             return fresh
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        # A setting added to earshot after the checkpoint was written ran at its default there.
+        defaults = TrainingConfig(output_dir=self.config.output_dir).to_dict()
+        defaults = {k: v for k, v in defaults.items() if k in fresh.fingerprint["settings"]}
+        state.fingerprint["settings"] = {**defaults, **state.fingerprint.get("settings", {})}
         if state.fingerprint != fresh.fingerprint:
             changed = sorted(k for k in fresh.fingerprint if state.fingerprint.get(k) != fresh.fingerprint[k])
             raise ValueError(f"cannot resume from {checkpoint}: {changed} differ from the interrupted run; "
@@ -293,7 +315,7 @@ class Trainer:
             {"params": no_decay, "weight_decay": 0.0, "lr": encoder_rate},
             {"params": heads, "weight_decay": 0.0, "lr": head_rate},
         ]
-        return torch.optim.AdamW(groups)
+        return adamw(groups)
 
     def _losses(self, targets: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
         """One loss per head, weighted against class imbalance as the config asks."""
