@@ -158,8 +158,8 @@ class Trainer:
             running = 0.0
             for step, batch in enumerate(bar, start=1):
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    rows = [ids[i] for i in batch]
-                    outputs = frozen.forward_rows(batch) if frozen is not None else model.forward_rows(rows)
+                    outputs = (frozen.forward_rows(batch) if frozen is not None
+                               else model.forward_rows([ids[i] for i in batch]))
                 loss = self._loss(outputs, targets, batch, losses)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
