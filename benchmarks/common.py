@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from earshot.training import ColumnMapping, HeadColumn
@@ -29,3 +31,21 @@ def plain_classifier_folder(model) -> Path:
     classifier.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     return folder
+
+
+@contextmanager
+def adamw_loop() -> Iterator[None]:
+    """Every training loop inside takes AdamW's plain loop per tensor, as earshot did before its fused
+    kernel (the same update rule): the baseline of "What a training step costs: the optimizer"."""
+    import torch
+
+    import earshot.training.few_shot as few_shot
+    import earshot.training.trainer as trainer
+
+    saved = trainer.adamw, few_shot.adamw
+    loop = lambda params, **settings: torch.optim.AdamW(params, foreach=False, fused=False, **settings)  # noqa: E731
+    trainer.adamw = few_shot.adamw = loop
+    try:
+        yield
+    finally:
+        trainer.adamw, few_shot.adamw = saved

@@ -12,6 +12,7 @@ first model and of each retrain.
     python benchmarks/retrain_cost.py --set banking77:../shared/data/banking77/train.csv:intent:single:category \\
         --set hint3:../shared/data/hint3/train.csv:intent:single:label --seed 1 --work /tmp/rc \\
         --fast fast={} --fast polish12='{"few_shot_epochs": 12}' > retrain.jsonl
+    python benchmarks/retrain_cost.py ... --adamw-loop-baseline   # also the retrain as earshot ran it before
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from typing import Any, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import adamw_loop  # noqa: E402
 from earshot.model import Head  # noqa: E402
+from earshot.model.modeling import encoder_layer_count  # noqa: E402
 from earshot.training import ColumnMapping, HeadColumn, TrainingConfig, read_examples, split_validation  # noqa: E402
 from earshot.training.config import continue_settings  # noqa: E402
 from earshot.training.data import Example, head_gold, sample_per_label  # noqa: E402
@@ -81,7 +84,7 @@ def cached(path: Path, compute) -> dict[str, Any]:  # noqa: ANN001 - a callable 
 
 
 def run(data: DataSet, seed: int, per_label: int, answers: int, work: Path,
-        variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        variants: dict[str, dict[str, Any]], loop_baseline: bool = False) -> dict[str, Any]:
     examples = read_examples(data.path, ColumnMapping(heads=(data.head,))).examples
     labels = sorted({label for e in examples for label in _labels(e.labels[data.head.name])})
     head = Head(data.head.name, data.head.kind, labels)
@@ -103,8 +106,12 @@ def run(data: DataSet, seed: int, per_label: int, answers: int, work: Path,
 
     row.update(cached(work / "first.json", lambda: trained("first", {}, labelled)))
     row.update(cached(work / "full.json", lambda: trained("full", {}, rows)))
+    if loop_baseline:  # the retrain from the base as earshot ran it before AdamW's fused kernel
+        with adamw_loop():
+            row.update(cached(work / "full_loop.json", lambda: trained("full_loop", {}, rows)))
     for name, settings in variants.items():
-        row.update(trained(name, {**continue_settings(len(answered), len(rows)), **settings}, rows, str(first)))
+        fast = continue_settings(len(answered), len(rows), encoder_layer_count(first))
+        row.update(trained(name, {**fast, **settings}, rows, str(first)))
     return row
 
 
@@ -122,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fast", action="append", default=[], metavar="NAME=JSON",
                         help="a retrain from the first model with these settings over --from's (repeatable); "
                              "default: fast={} (--from's settings as they are)")
+    parser.add_argument("--adamw-loop-baseline", action="store_true",
+                        help="also retrain from the base with AdamW's plain loop per tensor (full_loop), the "
+                             "optimizer earshot trained with before its fused kernel")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep models here; a rerun reuses each set and seed's first model and full retrain")
     args = parser.parse_args(argv)
@@ -129,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     root = args.work or Path(tempfile.mkdtemp(prefix="retrain-cost-"))
     for data in args.sets:
         for seed in args.seed:
-            row = run(data, seed, args.per_label, args.answers, root / f"{data.name}-{seed}", variants)
+            row = run(data, seed, args.per_label, args.answers, root / f"{data.name}-{seed}", variants,
+                      args.adamw_loop_baseline)
             print(json.dumps(row), flush=True)
 
 

@@ -24,12 +24,15 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import adamw_loop  # noqa: E402
 
 
 def record(args: argparse.Namespace) -> None:
@@ -41,10 +44,6 @@ def record(args: argparse.Namespace) -> None:
     from earshot.training.pipeline import load_training_set
     from earshot.training.trainer import Trainer, validation_score
 
-    if args.adamw_loop:  # how earshot trained before its optimizer was fused: same rule, a loop per tensor
-        import earshot.training.trainer as trainer_module
-        trainer_module.adamw = lambda params, **settings: torch.optim.AdamW(params, foreach=False, fused=False,
-                                                                           **settings)
     config = training_config(args)
     training = load_training_set(data_sources(args), config.seed)
     known = {head.name: head.labels for head in training.heads}
@@ -90,7 +89,8 @@ def record(args: argparse.Namespace) -> None:
     torch.manual_seed(config.seed)
     model = EarshotModel.from_base(args.base_model or DEFAULT_BASE_MODEL, training.heads)
     trainer = Recording(model, training.train, training.validation, config)
-    result = trainer.train()
+    with adamw_loop() if args.adamw_loop else nullcontext():  # the optimizer before its fused kernel
+        result = trainer.train()
     summary = trainer.summary(result.best_epoch)
     summary["total_seconds"] = result.seconds - trainer.test_seconds
     Path(args.history).write_text(json.dumps(summary, indent=1))

@@ -374,6 +374,10 @@ class EarshotModel(nn.Module, TextSide):
         """
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               position_ids=position_ids).last_hidden_state
+        return self.packed_outputs(hidden, pooling)
+
+    def packed_outputs(self, hidden: torch.Tensor, pooling: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward_packed`'s outputs from the encoder's last hidden states of packed rows."""
         return self._outputs(pooling @ hidden.reshape(-1, hidden.shape[-1]))
 
     def forward_rows(self, token_rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -511,6 +515,18 @@ def is_model_folder(folder: str | os.PathLike[str]) -> bool:
     """
     config_file = Path(folder) / CONFIG_NAME
     return config_file.is_file() and CONFIG_KEY in json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def encoder_layer_count(folder: str | os.PathLike[str]) -> int:
+    """How many transformer layers the encoder saved in ``folder`` has (its config's ``num_hidden_layers``).
+
+    Example:
+        >>> encoder_layer_count(DEFAULT_MODEL_DIR)
+        6
+    """
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(str(folder)).num_hidden_layers)
 
 
 def version_id(folder: str | os.PathLike[str]) -> str:

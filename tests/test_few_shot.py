@@ -236,3 +236,17 @@ def test_a_resumed_names_run_puts_the_catch_all_floor_back(tiny_base: Path) -> N
     restore_floors(fresh, saved)
     assert [a["issue"].label for a in fresh.predict(texts)] == ["other"] * 3
     assert fresh.config.heads[0].floors == model.config.heads[0].floors
+
+
+def test_a_retrain_from_a_model_sizes_its_stage_by_the_new_rows_and_freezes_a_third_of_the_layers() -> None:
+    from earshot.training.config import continue_settings
+    from earshot.training.few_shot import default_contrastive_steps
+
+    # A first model's stage never falls under 100 steps; a continuation's makes 20 passes over the new rows
+    # only, so 150 answers cost the same stage over 60 or over 600 labelled rows.
+    assert default_contrastive_steps(210) == 100
+    assert continue_settings(150, 210, layers=6)["contrastive_steps"] == continue_settings(150, 766, 6)[
+        "contrastive_steps"] == 47
+    assert continue_settings(640, 2000, 6)["contrastive_steps"] == 200
+    assert [continue_settings(150, 766, n)["frozen_layers"] for n in (2, 6, 12)] == [0, 2, 4]
+    assert TrainingConfig(output_dir="x", **continue_settings(0, 766, 6)).contrastive_steps == 0

@@ -388,8 +388,10 @@ def test_export_retrain_and_promote_commands(tiny_base: Path, feedback_csv: Path
     assert card["provenance"]["continued_from"] == version
     assert card["base_model"].endswith(f"(earshot model {version})")
     settings = card["provenance"]["config"]
-    # two new rows of the data's: a small share of the usual contrastive stage (at least 100 steps)
-    assert settings["recipe"] == "few-shot" and 0 < settings["contrastive_steps"] < 20
+    # two new rows: 20 passes over them are one step (a first model's stage takes at least 100); a third
+    # of the tiny encoder's two layers rounds to none frozen
+    assert settings["recipe"] == "few-shot" and settings["contrastive_steps"] == 1
+    assert settings["frozen_layers"] == 0
     other = saved_model(tiny_base, tmp_path / "other", 7)
     worse = {"candidate": version_id(other), "current": version, "rows": 10, "resamples": 10, "confidence": 0.95,
              "heads": {"sentiment": {"kind": "single", "macro_f1": {"delta": -0.05}}}}

@@ -275,6 +275,44 @@ def test_frozen_layers_answer_as_the_whole_encoder_and_train_only_the_layers_abo
     assert all(p.requires_grad for p in model.parameters())  # released: the model trains whole again
 
 
+def test_frozen_layers_stay_through_the_contrastive_stage(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, validation = split
+    before = {name: p.detach().clone() for name, p in _fresh(tiny_base, data).named_parameters()}
+    model = _fresh(tiny_base, data)
+    Trainer(model, train, validation, _config(tmp_path / "few", recipe="few-shot", frozen_layers=1,
+                                              contrastive_steps=6, few_shot_epochs=1)).train()
+    trained = load_file(tmp_path / "few" / "model.safetensors")
+    upper = [n for n in before if n.startswith("encoder.encoder.layer.1.") and n.endswith("weight")]
+    lower = [n for n in before if n.startswith("encoder.") and not n.startswith("encoder.encoder.layer.1.")]
+    for name in lower:
+        torch.testing.assert_close(trained[name], before[name], rtol=0, atol=0, msg=name)
+    assert upper and all(not torch.equal(trained[name], before[name]) for name in upper)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", ["mpnet", "distilbert"])
+def test_frozen_layers_answer_as_the_whole_encoder_on_other_layouts(tiny_base: Path, split, kind: str) -> None:
+    """MPNet shares a relative-position table across layers; DistilBERT keeps its layers under
+    ``transformer`` and hands its embeddings ``inputs_embeds`` by position."""
+    from transformers import DistilBertConfig, DistilBertModel, MPNetConfig, MPNetModel
+
+    data, train, _ = split
+    tiny = _fresh(tiny_base, data)
+    size = dict(vocab_size=tiny.tokenizer.vocab_size, max_position_embeddings=64)
+    encoder = (MPNetModel(MPNetConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                      intermediate_size=64, **size)) if kind == "mpnet" else
+               DistilBertModel(DistilBertConfig(dim=32, n_layers=3, n_heads=2, hidden_dim=64, **size)))
+    model = EarshotModel(encoder, tiny.tokenizer, tiny.config)
+    rows = model.encode([e.text for e in train[:12]]).input_ids
+    frozen = FrozenLayers(model, rows, 2)
+    model.eval()
+    with torch.no_grad():
+        whole, parts = model.forward_rows([rows[i] for i in (5, 1, 9)]), frozen.forward_rows([5, 1, 9])
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=1e-5, atol=1e-5, msg=name)
+    frozen.release()
+
+
 def test_frozen_layers_must_leave_one_layer_to_train(tiny_base: Path, split, tmp_path: Path) -> None:
     data, train, _ = split
     model = _fresh(tiny_base, data)

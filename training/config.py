@@ -11,25 +11,27 @@ RECIPES = ("auto", "fine-tune", "few-shot", "names")
 SAVE_DTYPES = ("float32", "float16")
 
 
-def continue_settings(new_rows: int, rows: int) -> dict[str, Any]:
+def continue_settings(new_rows: int, rows: int, layers: int) -> dict[str, Any]:
     """The settings of a retrain that starts from a trained model (``earshot retrain --from``), for
-    ``rows`` training rows of which ``new_rows`` the model has not trained on. Flags set by hand win.
+    ``rows`` training rows of which ``new_rows`` the model has not trained on, and an encoder of ``layers``
+    layers. Flags set by hand win.
 
-    Its encoder already sets apart the labels of the rows it saw, so the contrastive stage runs only the
-    new rows' share of its usual steps; the heads are refitted on its vectors, then polished for up to
-    12 epochs at the gentle rates, whatever the rows per label. Without the contrastive stage, MAMS
-    (60 labelled rows, 150 answers) lost 5 points; with the full stage the retrain cost 0.8 of one from
-    the base (docs/experiments.md, "What a retrain costs").
+    Its encoder already sets apart the labels of the rows it saw, so the contrastive stage makes the
+    few-shot recipe's passes over the new rows only, without the recipe's floor of 100 steps, which
+    sized a stage for a model that knows nothing yet; the heads are refitted on its vectors, then
+    polished for up to 12 epochs at the gentle rates, whatever the rows per label. The lowest third of
+    the layers, tuned already, stays as it is and its output is computed once (``--frozen-layers``).
+    Without the contrastive stage MAMS (60 labelled rows, 150 answers) lost 5 points (docs/experiments.md,
+    "What a retrain costs").
 
     Example:
-        >>> continue_settings(150, 766)
-        {'recipe': 'few-shot', 'few_shot_epochs': 12, 'contrastive_steps': 47}
+        >>> continue_settings(150, 766, layers=6)
+        {'recipe': 'few-shot', 'few_shot_epochs': 12, 'contrastive_steps': 47, 'frozen_layers': 2}
     """
-    from .few_shot import default_contrastive_steps
+    from .few_shot import contrastive_passes_steps
 
-    share = new_rows / max(rows, 1)
-    return {"recipe": "few-shot", "few_shot_epochs": 12,
-            "contrastive_steps": round(default_contrastive_steps(rows) * share)}
+    return {"recipe": "few-shot", "few_shot_epochs": 12, "contrastive_steps": contrastive_passes_steps(new_rows),
+            "frozen_layers": layers // 3}
 
 
 @dataclass

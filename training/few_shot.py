@@ -29,9 +29,14 @@ from earshot.model import EarshotModel
 from earshot.model.heads import Head, HeadLayer, head_floors, head_kind
 
 from .data import Example, head_gold, label_sets, rows_by_label
+from .frozen import FrozenLayers
 from .optimizer import adamw
 
 logger = logging.getLogger(__name__)
+
+# The contrastive stage's batch and how many times it sees each text by default.
+CONTRASTIVE_BATCH = 64
+CONTRASTIVE_PASSES = 20
 
 
 def pair_weights(sets: Sequence[frozenset[int] | None]) -> torch.Tensor:
@@ -116,13 +121,17 @@ class BalancedBatches:
         return batch
 
 
-def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: int, *, batch_size: int = 64,
+def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: int, *,
+                      batch_size: int = CONTRASTIVE_BATCH,
                       per_label: int = 4, learning_rate: float = 3e-5, temperature: float = 0.05,
                       warmup_ratio: float = 0.1, max_grad_norm: float = 1.0, seed: int = 13,
-                      device: torch.device | None = None, progress: bool = True) -> list[float]:
+                      device: torch.device | None = None, progress: bool = True,
+                      frozen: FrozenLayers | None = None) -> list[float]:
     """Tune ``model.encoder`` for ``steps`` batches so that texts sharing labels embed together.
 
-    Every head's labels count, one head a batch in turn. Returns the loss of each step.
+    Every head's labels count, one head a batch in turn. Returns the loss of each step. With ``frozen``
+    (built over these examples' token rows, in order), the layers it froze stay and each step runs only
+    the layers above, on their cached output.
     """
     device = device or model.device
     heads = model.config.heads
@@ -143,7 +152,8 @@ def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: i
     bar = tqdm(range(steps), desc="contrastive", unit="batch", disable=not progress, dynamic_ncols=True)
     for _ in bar:
         batch = batches.next()
-        embeddings = model.forward_rows([ids[i] for i in batch])["embedding"]
+        outputs = frozen.forward_rows(batch) if frozen is not None else model.forward_rows([ids[i] for i in batch])
+        embeddings = outputs["embedding"]
         weights = sum(pair_weights([sets[h.name][i] for i in batch]) for h in heads) / len(heads)
         loss = supervised_contrastive_loss(embeddings, weights, temperature)
         optimizer.zero_grad(set_to_none=True)
@@ -289,6 +299,11 @@ def fit_logistic(x: torch.Tensor, gold: torch.Tensor, kind: str, labels: int, c:
     return weight.detach().float(), bias.detach().float()
 
 
+def contrastive_passes_steps(examples: int) -> int:
+    """The steps of :data:`CONTRASTIVE_PASSES` passes over ``examples`` texts, :data:`CONTRASTIVE_BATCH` a step."""
+    return math.ceil(CONTRASTIVE_PASSES * examples / CONTRASTIVE_BATCH)
+
+
 def default_contrastive_steps(examples: int) -> int:
     """Sized by the data: about 20 passes over the examples at 64 a batch, between 100 and 400 steps."""
-    return int(min(400, max(100, math.ceil(20 * examples / 64))))
+    return int(min(400, max(100, contrastive_passes_steps(examples))))

@@ -5,7 +5,9 @@ hidden states after the ``n`` lowest layers (and the embeddings) are computed on
 and every step runs only the layers above on them. The step's forward and backward passes then cost
 about ``(layers - n) / layers`` of a full step's (docs/experiments.md, "Frozen lower layers").
 
-The cache holds each text's hidden states in memory: tokens x hidden size x 4 bytes.
+The cache holds each text's hidden states in memory: tokens x hidden size x 4 bytes. A step lays its
+texts' states out as the model lays out tokens: packed several to a row where it packs, padded elsewhere.
+``earshot retrain --from`` freezes the lowest third of the layers, which the model it starts from tuned.
 
 Example:
     >>> from earshot.model import EarshotModel, Head
@@ -22,10 +24,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from earshot.model import EarshotModel
+from earshot.model.packing import pack
 
 _CACHE_BATCH = 64
 
@@ -33,8 +37,10 @@ _CACHE_BATCH = 64
 class _Given(nn.Module):
     """Stands in for an encoder's embeddings: returns the hidden states it is given as ``inputs_embeds``."""
 
-    def forward(self, *args: object, inputs_embeds: torch.Tensor | None = None, **kwargs: object) -> torch.Tensor:
-        """``inputs_embeds`` unchanged (the upper layers' input)."""
+    def forward(self, input_ids: object = None, inputs_embeds: torch.Tensor | None = None, *args: object,
+                **kwargs: object) -> torch.Tensor:
+        """``inputs_embeds`` unchanged (the upper layers' input), given by keyword (BERT, RoBERTa, MPNet) or
+        second after the token ids (DistilBERT)."""
         if inputs_embeds is None:
             raise ValueError("the upper layers of a frozen encoder take hidden states (inputs_embeds), not token ids")
         return inputs_embeds
@@ -124,8 +130,11 @@ class FrozenLayers:
         return states  # type: ignore[return-value]
 
     def forward_rows(self, batch: Sequence[int]) -> dict[str, torch.Tensor]:
-        """The model's outputs for the cached rows ``batch`` (padded), as ``model.forward_rows`` gives them."""
+        """The model's outputs for the cached rows ``batch``, as ``model.forward_rows`` gives them: packed
+        several to a row where the model packs its passes, else padded."""
         picked = [self.states[i] for i in batch]
+        if self.model.position_offset is not None:
+            return self._packed(picked)
         width = max(len(s) for s in picked)
         hidden = picked[0].new_zeros((len(picked), width, picked[0].shape[-1]))
         attention = torch.zeros((len(picked), width), dtype=torch.long, device=hidden.device)
@@ -134,6 +143,21 @@ class FrozenLayers:
             attention[i, : len(states)] = 1
         top = self._top(inputs_embeds=hidden, attention_mask=attention).last_hidden_state
         return self.model.pooled_outputs(top, attention)
+
+    def _packed(self, picked: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The upper layers over the texts' states laid end to end in rows (``model.packing``): a random
+        batch, as the contrastive stage draws, padded to its longest text would be mostly padding."""
+        # Lay out cell numbers as packing lays out token ids: cell 0 is padding, text k's states are
+        # cells 1 + (its offset) onwards.
+        lengths = [len(states) for states in picked]
+        starts = np.cumsum([1, *lengths[:-1]])
+        layout = pack([range(start, start + length) for start, length in zip(starts, lengths)], 0, 0,
+                      self.model.config.pooling)
+        cells = torch.cat([picked[0].new_zeros((1, picked[0].shape[-1])), *picked])
+        hidden = cells[torch.from_numpy(layout.input_ids).to(cells.device)]
+        mask = torch.from_numpy(layout.attention_mask).to(cells.device)
+        top = self._top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
+        return self.model.packed_outputs(top, torch.from_numpy(layout.pooling).to(cells.device))
 
     def release(self) -> None:
         """Unfreeze what was frozen here (parameters frozen before stay so) and drop the cache."""

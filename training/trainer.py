@@ -110,29 +110,30 @@ class Trainer:
             state.seconds = time.monotonic() - started
             save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
 
-        if few_shot and not state.history:
-            # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
-            # so fine-tuning after it is kept only where it scores better.
-            losses = contrastive_stage(
-                model, self.train_examples, self._contrastive_steps(), learning_rate=self.config.contrastive_learning_rate,
-                temperature=self.config.contrastive_temperature, seed=self.config.seed, device=self.device,
-                progress=self.config.progress)
-            fit_heads(model, self.train_examples, c=self.config.head_fit_c)
-            self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
-            checkpoint()
-        if recipe == "names" and not state.history:
-            # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
-            # fine-tuning the encoder on one text per label moved texts away from them (docs/experiments.md).
-            prototype_heads(model, self.train_examples)
-            state.floors = {head.name: {label: list(floor) for label, floor in head.floors.items()}
-                            for head in model.config.heads if head.floors}
-            self._end_epoch(0, 0.0, state)
-            checkpoint()
+        contrastive = few_shot and not state.history
         frozen = None
         try:
-            if self.config.frozen_layers and state.epoch < epochs and not self._should_stop(state):
-                # After any contrastive stage, which trains every layer: the frozen layers' output is final now.
+            if self.config.frozen_layers and (contrastive or state.epoch < epochs and not self._should_stop(state)):
+                # The frozen layers' output is computed once, for the contrastive stage and the epochs alike.
                 frozen = FrozenLayers(model, ids, self.config.frozen_layers)
+            if contrastive:
+                # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
+                # so fine-tuning after it is kept only where it scores better.
+                losses = contrastive_stage(
+                    model, self.train_examples, self._contrastive_steps(), learning_rate=self.config.contrastive_learning_rate,
+                    temperature=self.config.contrastive_temperature, seed=self.config.seed, device=self.device,
+                    progress=self.config.progress, frozen=frozen)
+                fit_heads(model, self.train_examples, c=self.config.head_fit_c)
+                self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
+                checkpoint()
+            if recipe == "names" and not state.history:
+                # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
+                # fine-tuning the encoder on one text per label moved texts away from them (docs/experiments.md).
+                prototype_heads(model, self.train_examples)
+                state.floors = {head.name: {label: list(floor) for label, floor in head.floors.items()}
+                                for head in model.config.heads if head.floors}
+                self._end_epoch(0, 0.0, state)
+                checkpoint()
             self._fine_tune(ids, targets, epochs, optimizer, scheduler, state, checkpoint, frozen)
         finally:
             if frozen is not None:

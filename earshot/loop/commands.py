@@ -53,8 +53,8 @@ def add_commands(commands: Any) -> None:
     retrain.add_argument("--registry", type=Path, default=None, help="add the candidate to this registry")
     retrain.add_argument("--from", dest="start_from", default=None, metavar="MODEL",
                          help="start from this model (folder, a version id of --registry, or 'current'): its encoder, "
-                              "the new rows' share of the contrastive stage, heads refitted, up to 12 epochs of "
-                              "polish; default: from the base encoder")
+                              "a contrastive stage over the new rows, heads refitted, up to 12 epochs of polish, the "
+                              "lowest third of the layers frozen; default: from the base encoder")
     add_column_flags(retrain)
     retrain.set_defaults(handler=_retrain)
 
@@ -149,7 +149,7 @@ def _stats(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- retrain
 def _retrain(args: argparse.Namespace) -> None:
     from earshot.flags import data_sources, fit_options, training_config
-    from earshot.model.modeling import version_id
+    from earshot.model.modeling import encoder_layer_count, version_id
     from earshot.training.config import continue_settings
     from earshot.training.pipeline import fit, load_training_set
 
@@ -169,7 +169,8 @@ def _retrain(args: argparse.Namespace) -> None:
     held_out = {text_hash(c.text) for c in holdout}
     validation_examples = [e for e in validation_examples if text_hash(e.text) not in held_out]
     training = replace(training, heads=heads, train=train_examples, validation=validation_examples)
-    defaults = continue_settings(len(relevant), len(train_examples)) if start is not None else None
+    defaults = (continue_settings(len(relevant), len(train_examples), encoder_layer_count(start))
+                if start is not None else None)
     config = training_config(args, defaults)
     training.provenance["corrections"] = {"used": len(relevant), "held_out": len(holdout), "changed_base_rows": changed}
     options = fit_options(args)
