@@ -140,7 +140,8 @@ def contrastive_stage(model: EarshotModel, examples: Sequence[Example], steps: i
     if not batches or steps <= 0:
         logger.info("contrastive stage skipped: no label has two examples")
         return []
-    ids = model.encode([e.text for e in examples]).input_ids
+    # A frozen encoder's rows are cached already: no need to tokenise the texts again.
+    ids = model.encode([e.text for e in examples]).input_ids if frozen is None else []
     model.to(device)
     parameters = [p for p in model.encoder.parameters() if p.requires_grad]
     optimizer = adamw(parameters, lr=learning_rate, weight_decay=0.01)
