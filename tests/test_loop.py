@@ -55,6 +55,9 @@ def exercise_store(store: FeedbackStore) -> None:
     assert store.add_items([item("Late again", 0.4, created_at=now - 10), item("late  AGAIN", 0.9),
                             item("Rude staff", 0.9, created_at=now - 5), item("Lost bag", 0.1)]) == 3
     assert store.add_items([item("Lost bag", 0.99)]) == 0  # already waiting: not queued twice
+    # answered again under an id: not queued twice, but kept as answered so that a correction can name the id
+    assert store.add_items([item("Lost bag", 0.99, caller_id="t-3"), item("lost  bag", 0.98, caller_id="t-4")]) == 2
+    assert [store.text_for_id(i) for i in ("t-3", "t-4")] == ["Lost bag", "lost  bag"]
     store.add_items([item("Kept for its id", 0.0, caller_id="t-1", state=ANSWERED),
                      item("Kept for its id", 0.0, caller_id="t-2", state=ANSWERED)])
     assert [i.text for i in store.queue(10)] == ["Rude staff", "Late again", "Lost bag"]  # highest priority first
@@ -62,12 +65,12 @@ def exercise_store(store: FeedbackStore) -> None:
     assert store.text_for_id("t-2") == "Kept for its id" and store.text_for_id("nope") is None
     ids = store.add_corrections([Correction({"sentiment": "negative"}, "lost BAG", reviewer="ann")])
     assert len(ids) == 1
-    assert store.counts() == {"waiting": 2, "reviewed": 1, "answered": 2, "corrections": 1}
+    assert store.counts() == {"waiting": 2, "reviewed": 1, "answered": 4, "corrections": 1}
     assert [i.text for i in store.queue(10)] == ["Rude staff", "Late again"]
     [stored] = list(store.corrections())
     assert (stored.text, stored.labels, stored.reviewer) == ("lost BAG", {"sentiment": "negative"}, "ann")
     assert store.purge(older_than_days=1) == {"items": 0, "corrections": 0}
-    assert store.purge() == {"items": 5, "corrections": 1}
+    assert store.purge() == {"items": 7, "corrections": 1}
     assert store.counts() == {"waiting": 0, "reviewed": 0, "answered": 0, "corrections": 0}
 
 

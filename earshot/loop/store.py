@@ -143,19 +143,23 @@ class FeedbackStore:
 
     # ------------------------------------------------------------------------------------ writing
     def add_items(self, items: Sequence[QueuedItem]) -> int:
-        """Store ``items``; a text already waiting is not queued twice. Returns how many were added."""
+        """Store ``items``; a text already waiting is not queued twice, but an answer of it sent with an
+        id is still kept as answered, so that a correction can name that id. Returns how many were added."""
         if not items:
             return 0
         rows, seen = [], set()
         for item in items:
             key = text_hash(item.text)
-            if item.state != QUEUED or key not in seen:
+            row = _item_row(item, key)
+            rows.append(row if item.state != QUEUED or key not in seen else _repeat(row))
+            if item.state == QUEUED:
                 seen.add(key)
-                rows.append(_item_row(item, key))
         with self.engine.begin() as connection:
             waiting = set(connection.scalars(sa.select(items_table.c.text_hash).where(
-                items_table.c.state == QUEUED, items_table.c.text_hash.in_([r["text_hash"] for r in rows]))))
-            rows = [row for row in rows if row["state"] != QUEUED or row["text_hash"] not in waiting]
+                items_table.c.state == QUEUED, items_table.c.text_hash.in_([r["text_hash"] for r in rows if r]))))
+            rows = [_repeat(row) if row and row["state"] == QUEUED and row["text_hash"] in waiting else row
+                    for row in rows]
+            rows = [row for row in rows if row]
             if rows:
                 connection.execute(items_table.insert(), rows)
         return len(rows)
@@ -386,6 +390,14 @@ def _add_missing_columns(engine: sa.Engine) -> None:
             # Another replica added it first; anything else leaves the column missing, and is raised.
             if column.name not in {c["name"] for c in sa.inspect(engine).get_columns(items_table.name)}:
                 raise
+
+
+def _repeat(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A queued row whose text already waits: kept as an answered row when it carries a caller's id (the
+    id must still name its text), else not stored."""
+    if row is None or row["caller_id"] is None:
+        return None
+    return {**row, "state": ANSWERED, "answer": "{}", "reasons": "[]", "vector": None, "sampled": False}
 
 
 def _item_row(item: QueuedItem, key: str) -> dict[str, Any]:
