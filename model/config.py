@@ -22,6 +22,7 @@ CONFIG_KEY = "earshot"
 # format 2 at most refuses a floored model instead of answering without its catch-all rule.
 FORMAT_VERSION = 3
 FLOORS_FORMAT = 3
+HEADS_FORMAT = 2  # heads as a list (format 1 had two fixed heads)
 # Format 1 named its two heads in code; these are the names and weight prefixes they migrate to.
 LEGACY_HEADS = {"sentiment_head.": "heads.sentiment.", "pain_point_head.": "heads.pain_points."}
 
@@ -68,7 +69,7 @@ class EarshotConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["heads"] = [h.to_dict() for h in self.heads]
-        data["format_version"] = FLOORS_FORMAT if any(h.floors for h in self.heads) else 2
+        data["format_version"] = FLOORS_FORMAT if any(h.floors for h in self.heads) else HEADS_FORMAT
         return data
 
     @classmethod
@@ -79,7 +80,7 @@ class EarshotConfig:
                 f"this model folder was written by a newer earshot (format {version}); "
                 f"this earshot reads format {FORMAT_VERSION} at most: upgrade earshot"
             )
-        if version < 2:
+        if version < HEADS_FORMAT:
             data = _from_format_1(data)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -95,7 +95,7 @@ def build_service(settings: Settings) -> Any:
                           if settings.feedback_db else None)
             self.capture = CaptureWriter(self.store, settings.capture) if self.store else None
             self.review_redact = redactor(settings.review_redact, "EARSHOT_REVIEW_REDACT")
-            self.review_purpose = settings.review_purpose
+            self.review_purpose = settings.queue_purpose
             self.dispatch = self._start_dispatch() if settings.routes else None
             door.log = self.dispatch.log if self.dispatch is not None else None
             self._stop = threading.Event()

@@ -22,7 +22,7 @@
 | EARSHOT_FEEDBACK_DB         | (none: nothing stored) | SQLite file or SQLAlchemy URL of the feedback store  |
 | EARSHOT_RETENTION_DAYS      | (none: kept)           | delete stored feedback older than this (checked hourly) |
 | EARSHOT_ROUTES              | (none)                 | routing rules and spike alerts (YAML); needs EARSHOT_FEEDBACK_DB, which holds the outbox |
-| EARSHOT_REVIEW_PURPOSE      | fix                    | the review queue's default order: fix (likely wrong answers first) or teach (what teaches the retrain most) |
+| EARSHOT_REVIEW_PURPOSE      | teach on a registry, else fix | the review queue's default order: fix (likely wrong answers first) or teach (what teaches the retrain most) |
 | EARSHOT_REVIEW_REDACT       | (none: as written)     | comma-separated kinds the review page hides: email, phone, card, iban, url, person |
 | EARSHOT_CAPTURE_MARGIN      | 0.2                    | queue answers whose best label leads by less         |
 | EARSHOT_CAPTURE_CONFIDENCE  | 0.5                    | queue single-head answers less sure than this        |
@@ -112,12 +112,27 @@ class Settings:
     retention_days: int | None = None
     routes: str | None = None
     review_redact: tuple[str, ...] = ()
-    review_purpose: str = "fix"
+    # None: ``queue_purpose`` decides (teach on a registry, fix otherwise)
+    review_purpose: str | None = None
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review_similar: float = SIMILAR_ABOVE
     # A split service (service/model_worker.py): API workers in front of `workers` model workers; 0: one service.
     api_workers: int = 0
     compile: bool = False
+
+    @property
+    def queue_purpose(self) -> str:
+        """The review queue's order when a request names none: ``review_purpose`` when set, else ``teach``
+        for a service on a registry (its team retrains on the answers and promotes the next version) and
+        ``fix`` for one serving a fixed model (answers to correct, no retrain to teach).
+
+        Example:
+            >>> Settings.from_env({"EARSHOT_REGISTRY": "models"}).queue_purpose
+            'teach'
+            >>> Settings.from_env({"EARSHOT_REGISTRY": "models", "EARSHOT_REVIEW_PURPOSE": "fix"}).queue_purpose
+            'fix'
+        """
+        return self.review_purpose or ("teach" if self.registry else "fix")
 
     def service_options(self) -> dict[str, Any]:
         """The BentoML service options that the API and the model worker share.
@@ -169,7 +184,8 @@ class Settings:
             retention_days=_int(env, "EARSHOT_RETENTION_DAYS", 0) if env.get("EARSHOT_RETENTION_DAYS") else None,
             routes=env.get("EARSHOT_ROUTES") or None,
             review_redact=_kinds(env, "EARSHOT_REVIEW_REDACT"),
-            review_purpose=_choice(env, "EARSHOT_REVIEW_PURPOSE", ("fix", "teach"), "fix"),
+            review_purpose=(_choice(env, "EARSHOT_REVIEW_PURPOSE", ("fix", "teach"), "fix")
+                            if env.get("EARSHOT_REVIEW_PURPOSE") else None),
             review_similar=_number(env, "EARSHOT_REVIEW_SIMILAR", SIMILAR_ABOVE, float, 0.01, 1.0),
             capture=CapturePolicy(
                 margin_below=_share(env, "EARSHOT_CAPTURE_MARGIN", 0.2),

@@ -72,8 +72,11 @@ def test_answers_are_queued_and_corrections_checked(loop_server) -> None:
             time.sleep(0.2)
         assert sorted(item["text"] for item in queue) == sorted(TEXTS)
         assert all("sample" in item["reasons"] and item["meta"] == {"channel": "chat"} for item in queue)
-        # The page's order is the store's: by default uncertainty alone (tests/test_loop.py).
-        assert [item["item"] for item in queue] == [item.item for item in FeedbackStore.open(store).queue(50)]
+        # A service on a registry teaches by default; fix is the store's order, by default uncertainty alone
+        # (tests/test_loop.py).
+        assert [item["item"] for item in queue] == [item.item for item in FeedbackStore.open(store).teaching_queue(50)]
+        fixing = http.get("/review/queue?limit=50&purpose=fix").json()["items"]
+        assert [item["item"] for item in fixing] == [item.item for item in FeedbackStore.open(store).queue(50)]
         assert queue[0]["answer"]["sentiment"]["scores"].keys() == {"negative", "neutral", "positive"}
         evidence = http.get(f"/review/evidence?item={queue[0]['item']}").json()
         assert evidence["text"] == queue[0]["text"]

@@ -197,6 +197,12 @@ def test_settings_reject_bad_values() -> None:
         == (1.0, 0.85)
     with pytest.raises(ValueError, match=r"EARSHOT_REVIEW_SIMILAR=0.0 must be at least 0.01"):
         Settings.from_env({"EARSHOT_REVIEW_SIMILAR": "0"})
+    # a team serving a registry retrains: its queue teaches unless it asks to fix answers
+    assert [Settings.from_env(env).queue_purpose for env in (
+        {}, {"EARSHOT_REGISTRY": "models"}, {"EARSHOT_REGISTRY": "models", "EARSHOT_REVIEW_PURPOSE": "fix"},
+        {"EARSHOT_REVIEW_PURPOSE": "teach"})] == ["fix", "teach", "fix", "teach"]
+    with pytest.raises(ValueError, match=r"EARSHOT_REVIEW_PURPOSE='learn' is not one of \['fix', 'teach'\]"):
+        Settings.from_env({"EARSHOT_REVIEW_PURPOSE": "learn"})
     with pytest.raises(ValueError, match=r"EARSHOT_BACKEND='int4' is not a backend; use one of \['torch', 'bf16', "
                                          r"'onnx', 'onnx-int8', 'auto'\]"):
         Settings.from_env({"EARSHOT_BACKEND": "int4"})

@@ -1,4 +1,4 @@
-"""The teach purpose of the review queue: one review per region of the texts' space, its least sure answer."""
+"""The teach purpose of the review queue: one review per region of the texts' space, its most typical answer."""
 
 from __future__ import annotations
 
@@ -24,14 +24,31 @@ def test_kmeans_keeps_separate_groups_apart() -> None:
     assert len(set(assigned)) == 3
 
 
-def test_teach_order_takes_each_groups_least_sure_item_biggest_group_first() -> None:
+def typical(vectors: np.ndarray, start: int, stop: int) -> int:
+    """The row of ``vectors[start:stop]`` nearest that group's mean."""
+    group = vectors[start:stop]
+    return start + int((group @ group.mean(axis=0)).argmax())
+
+
+def test_teach_order_takes_each_groups_most_typical_item_biggest_group_first() -> None:
     vectors = groups([30, 20, 10])
     uncertainty = np.linspace(0.1, 0.2, 60)
     uncertainty[[5, 41, 52]] = [0.6, 0.9, 0.95]  # one unsure answer in each group
-    assert teach_order(vectors, uncertainty, 3) == [5, 41, 52]
-    # the fix order would spend all three reviews on the two smaller groups' corners
+    expected = [typical(vectors, 0, 30), typical(vectors, 30, 50), typical(vectors, 50, 60)]
+    assert teach_order(vectors, uncertainty, 3) == expected
+    # the fix order would spend all three reviews on the unsure corners of the groups
     assert list(np.argsort(-uncertainty)[:3]) == [52, 41, 5]
     assert teach_order(vectors[:2], uncertainty[:2], 5) == [1, 0] and teach_order(vectors, uncertainty, 0) == []
+
+
+def test_teach_order_passes_over_a_groups_outlier() -> None:
+    vectors = groups([20, 20])
+    outlier = vectors[3] + 0.5 * np.random.default_rng(1).normal(size=32)
+    vectors[3] = outlier / np.linalg.norm(outlier)  # still in the first group, far from its centre
+    uncertainty = np.full(40, 0.1)
+    uncertainty[3] = 0.9
+    order = teach_order(vectors, uncertainty, 2)
+    assert 3 not in order and order[0] == typical(vectors, 0, 20)  # same size: the less sure group first
 
 
 def test_the_store_serves_the_teaching_order(tmp_path: Path) -> None:
@@ -41,5 +58,7 @@ def test_the_store_serves_the_teaching_order(tmp_path: Path) -> None:
                                 vector=vectors[i]) for i in range(12)] +
                     [QueuedItem("no vector", "v", {}, ["sample"], priority=0.05)])
     taught = store.teaching_queue(2)
-    assert [item.text for item in taught] == ["text 11", "text 5"]  # same size: the less sure group first
+    stored = vectors.astype(np.float16).astype(np.float32)  # the store keeps float16 vectors
+    # same size: the less sure group (priorities rise with i) first
+    assert [item.text for item in taught] == [f"text {typical(stored, 6, 12)}", f"text {typical(stored, 0, 6)}"]
     assert [item.text for item in store.teaching_queue(20)][-1] == "no vector"

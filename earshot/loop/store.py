@@ -210,8 +210,8 @@ class FeedbackStore:
 
     def teaching_queue(self, limit: int = 50) -> list[QueuedItem]:
         """Items waiting for review whose corrections teach the next retrain most (``earshot.loop.teach``):
-        one per k-means cluster of the waiting texts' vectors, the cluster's most uncertain, biggest
-        clusters first; items without a vector follow by priority."""
+        one per k-means cluster of the waiting texts' vectors, the cluster's most typical (nearest its
+        centre), biggest clusters first; items without a vector follow by priority."""
         from .teach import teach_order
 
         waiting = (sa.select(items_table).where(items_table.c.state == QUEUED)

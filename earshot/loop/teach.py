@@ -3,11 +3,14 @@
 "Fix answers" ranks by the chance an answer is wrong, which finds wrong answers but, at small budgets
 and on noisy or imbalanced data, spends the reviews on a few ambiguous corners (active-learning
 research: uncertainty sampling loses to random there unless mixed with representativeness).
-``teach_order`` spreads the reviews over the texts' space: k-means with one cluster per review wanted,
-over the waiting items' text vectors, and from each cluster its most uncertain item; big clusters
-first, so that the first reviews cover what customers say most. ``benchmarks/teach_proxy.py`` chose
-it against uncertainty, uncertainty x density and a random share on five shared sets
-(docs/experiments.md, "Teaching the model").
+``teach_order`` spreads the reviews over what customers say: k-means with one cluster per review
+wanted, over the waiting items' text vectors, and from each cluster its most typical item (the one
+nearest the cluster's centre), big clusters first. The waiting items are the answers the capture
+found unsure, so each pick is still an answer the model doubted, but a typical one: a text like many
+others teaches the model about all of them, and a person labels it more reliably than a cluster's
+outlier. On five shared sets (``benchmarks/teach_proxy.py``, clean labels) it gains about as much
+over random answers as each cluster's least sure item, uncertainty or BADGE, a little more on average
+(docs/experiments.md, "Teaching the model"); the reliability of its labels is what the proxy cannot show.
 
 Example:
     >>> teach_order(np.eye(4, dtype=np.float32), np.array([0.1, 0.9, 0.5, 0.2]), 2)  # doctest: +SKIP
@@ -52,8 +55,9 @@ def kmeans(vectors: np.ndarray, clusters: int, seed: int = 0, rounds: int = KMEA
 
 
 def teach_order(vectors: np.ndarray, uncertainty: np.ndarray, limit: int, seed: int = 0) -> list[int]:
-    """Positions of the ``limit`` items to review for teaching: the most uncertain item of each of
-    ``limit`` k-means clusters, the biggest clusters first.
+    """Positions of the ``limit`` items to review for teaching: the most typical item (nearest the
+    centre) of each of ``limit`` k-means clusters, the biggest clusters first, and of clusters the same
+    size the less sure first.
 
     ``vectors``: unit-length text vectors (rows); ``uncertainty``: higher = less sure.
     """
@@ -62,11 +66,13 @@ def teach_order(vectors: np.ndarray, uncertainty: np.ndarray, limit: int, seed: 
         return []
     if count <= limit:
         return [int(i) for i in np.argsort(-uncertainty, kind="stable")]
-    assigned = kmeans(np.asarray(vectors, dtype=np.float32), limit, seed)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    assigned = kmeans(vectors, limit, seed)
     picks = []
     for cluster in np.unique(assigned):
         members = np.flatnonzero(assigned == cluster)
-        picks.append((len(members), float(uncertainty[members].max()), int(members[uncertainty[members].argmax()])))
+        typical = int(members[(vectors[members] @ vectors[members].mean(axis=0)).argmax()])
+        picks.append((len(members), float(uncertainty[members].max()), typical))
     picks.sort(key=lambda pick: (-pick[0], -pick[1]))
     order = [position for _, _, position in picks[:limit]]
     if len(order) < limit:  # clusters that ended empty: the most uncertain of the rest fill in
