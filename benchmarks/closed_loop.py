@@ -211,16 +211,20 @@ def wait_for_version(client: httpx.Client, version: str, timeout: float = 120) -
     raise SystemExit(f"the server did not swap to {version} in {timeout} s")
 
 
-def settled_counts(client: httpx.Client) -> dict[str, int]:
-    """The store's counts once the capture writer has caught up (two equal readings in a row)."""
-    last = None
+def settled_counts(client: httpx.Client, served: int, timeout: float = 300.0) -> dict[str, int]:
+    """The store's counts once the capture writer has stored all ``served`` answers: each was sent with
+    an id, so each is a row (waiting, reviewed or answered). Two equal readings a second apart were taken
+    as caught up before, which a writer stalled on a busy CPU can also give."""
+    deadline = time.monotonic() + timeout
     while True:
         counts = client.get("/review/stats", timeout=30).json()
-        now = (counts["waiting"], counts["reviewed"], counts["answered"])
-        if now == last:
+        stored = counts["waiting"] + counts["reviewed"] + counts["answered"]
+        if stored >= served:
             return counts
-        last = now
-        time.sleep(1.0)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the review store holds {stored} of the {served} answers served after {timeout:.0f} s: "
+                             "the capture dropped or lost some (the server log says which)")
+        time.sleep(0.5)
 
 
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
@@ -245,7 +249,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
                                                                    for j, e in enumerate(stream[i:i + 32])]}):
                     given[answer["id"]] = answer["heads"].get(name)
             timings["classify"] = time.monotonic() - started
-            counts = settled_counts(client)
+            counts = settled_counts(client, len(stream))
             # random answers no queue; its reasons are still reported, from the fix queue as before
             purpose = strategy if strategy in ("fix", "teach") else "fix"
             queue = client.get(f"/review/queue?limit={min(answers, QUEUE_LIMIT)}&purpose={purpose}",

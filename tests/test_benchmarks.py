@@ -66,3 +66,28 @@ def test_child_peak_memory_counts_the_child_only():
     # The two children's own start-up memory differs by a fraction of a MiB (299.96 was seen), so the
     # 300 MiB allocation shows as 300 give or take a little; the 600 MiB parent would add 600.
     assert 290 <= large - small < 400
+
+
+def test_the_closed_loop_waits_until_every_served_answer_is_stored(monkeypatch):
+    """A writer stalled between two readings once passed for caught up; the loop now counts the rows."""
+    import pytest
+
+    from benchmarks import closed_loop
+
+    class Stats:
+        def __init__(self, totals):
+            self.totals = iter(totals)
+
+        def get(self, path, timeout):
+            waiting, answered = next(self.totals)
+
+            class Reply:
+                def json(self):
+                    return {"waiting": waiting, "reviewed": 0, "answered": answered}
+            return Reply()
+
+    monkeypatch.setattr(closed_loop.time, "sleep", lambda seconds: None)
+    # Two equal readings (a stalled writer) are not the end: the third has all 10 answers.
+    assert closed_loop.settled_counts(Stats([(2, 3), (2, 3), (4, 6)]), served=10)["answered"] == 6
+    with pytest.raises(SystemExit, match="holds 5 of the 10 answers"):
+        closed_loop.settled_counts(Stats([(2, 3)] * 3), served=10, timeout=-1.0)

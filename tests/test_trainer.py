@@ -178,6 +178,7 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"ranking_loss_weight": -1.0}, "ranking_loss_weight must be >= 0"),
     ({"save_dtype": "int8"}, "save_dtype must be one of"),
     ({"threshold_shrinkage": -5.0}, "threshold_shrinkage must be >= 0"),
+    ({"frozen_from_epoch": 0}, "frozen_from_epoch must be a positive integer"),
 ])
 def test_config_validates_itself(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -287,6 +288,34 @@ def test_frozen_layers_stay_through_the_contrastive_stage(tiny_base: Path, split
     for name in lower:
         torch.testing.assert_close(trained[name], before[name], rtol=0, atol=0, msg=name)
     assert upper and all(not torch.equal(trained[name], before[name]) for name in upper)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_layers_frozen_from_a_later_epoch_train_before_it_and_stay_after(tiny_base: Path, split, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epoch 1 trains every layer; the cache is taken from the lower layers as epoch 1 left them, once."""
+    import earshot.training.trainer as trainer_module
+
+    data, train, validation = split
+    initial = {name: p.detach().clone() for name, p in _fresh(tiny_base, data).named_parameters()}
+    lower = [n for n in initial if n.startswith("encoder.") and not n.startswith("encoder.encoder.layer.1.")]
+    at_freeze: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(FrozenLayers):
+        def __init__(self, model, rows, count) -> None:  # noqa: ANN001 - the parent's signature
+            at_freeze.append({n: p.detach().clone() for n, p in model.named_parameters() if n in lower})
+            super().__init__(model, rows, count)
+
+    monkeypatch.setattr(trainer_module, "FrozenLayers", Recorded)
+    model = _fresh(tiny_base, data)
+    Trainer(model, train, validation, _config(tmp_path / "late", frozen_layers=1, frozen_from_epoch=2, epochs=3,
+                                              patience=0)).train()
+    assert len(at_freeze) == 1
+    trained = load_file(tmp_path / "late" / "model.safetensors")
+    weights = [n for n in lower if n.endswith("weight") and "LayerNorm" not in n and "pooler" not in n]
+    assert weights and all(not torch.equal(at_freeze[0][n], initial[n]) for n in weights)  # epoch 1 trained them
+    for name in weights:  # and epochs 2 and 3 left them as epoch 1 did
+        torch.testing.assert_close(trained[name], at_freeze[0][name].to(trained[name].dtype), rtol=0, atol=0, msg=name)
     assert all(p.requires_grad for p in model.parameters())
 
 

@@ -95,6 +95,10 @@ class TrainingConfig:
     # Fine-tuning leaves the embeddings and this many lowest encoder layers as they are and runs only the
     # layers above in each step, on hidden states computed once per text (training/frozen.py). 0: all train.
     frozen_layers: int = 0
+    # The first fine-tuning epoch that runs with ``frozen_layers`` frozen; the epochs before it train every
+    # layer, so the lower layers adapt to the data first and only the long tail of epochs runs cheaper.
+    # 1: frozen from the start (and through a few-shot contrastive stage).
+    frozen_from_epoch: int = 1
     device: str | None = None
     keep_checkpoints: bool = False
     progress: bool = True
@@ -115,6 +119,8 @@ class TrainingConfig:
             raise ValueError(f"contrastive_steps must be 0 (no contrastive stage) or more, got {self.contrastive_steps!r}")
         if not isinstance(self.frozen_layers, int) or self.frozen_layers < 0:
             raise ValueError(f"frozen_layers must be 0 (every layer trains) or more, got {self.frozen_layers!r}")
+        if not isinstance(self.frozen_from_epoch, int) or self.frozen_from_epoch < 1:
+            raise ValueError(f"frozen_from_epoch must be a positive integer, got {self.frozen_from_epoch!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
         if self.contrastive_temperature <= 0 or self.head_fit_c <= 0:

@@ -69,6 +69,7 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.device = resolve_device(config.device)
+        self._frozen: FrozenLayers | None = None  # the lower layers' cache while they are frozen
 
     # ------------------------------------------------------------------------------------- public
     def train(self, resume: bool = False) -> TrainingResult:
@@ -111,11 +112,12 @@ class Trainer:
             save_checkpoint(self.checkpoint_dir, model, optimizer, scheduler, state)
 
         contrastive = few_shot and not state.history
-        frozen = None
+        self._frozen = None
         try:
-            if self.config.frozen_layers and (contrastive or state.epoch < epochs and not self._should_stop(state)):
+            if contrastive and self._freezes(1):
                 # The frozen layers' output is computed once, for the contrastive stage and the epochs alike.
-                frozen = FrozenLayers(model, ids, self.config.frozen_layers)
+                self._frozen = FrozenLayers(model, ids, self.config.frozen_layers)
+            frozen = self._frozen
             if contrastive:
                 # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
                 # so fine-tuning after it is kept only where it scores better.
@@ -134,16 +136,18 @@ class Trainer:
                                 for head in model.config.heads if head.floors}
                 self._end_epoch(0, 0.0, state)
                 checkpoint()
-            self._fine_tune(ids, targets, epochs, optimizer, scheduler, state, checkpoint, frozen)
+            self._fine_tune(ids, targets, epochs, optimizer, scheduler, state, checkpoint)
         finally:
-            if frozen is not None:
-                frozen.release()
+            if self._frozen is not None:
+                self._frozen.release()
+                self._frozen = None
         return self._finish(state, time.monotonic() - started)
 
     def _fine_tune(self, ids: Sequence[Sequence[int]], targets: dict[str, torch.Tensor], epochs: int,
                    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainingState,
-                   checkpoint: Callable[[], None], frozen: FrozenLayers | None) -> None:
-        """The fine-tuning epochs, each ended by a validation score and a checkpoint."""
+                   checkpoint: Callable[[], None]) -> None:
+        """The fine-tuning epochs, each ended by a validation score and a checkpoint; from
+        ``frozen_from_epoch`` on, with the lowest ``frozen_layers`` frozen and their output cached."""
         model = self.model
         losses = self._losses(targets)
         amp_dtype = training_autocast(self.device, self.config.mixed_precision)
@@ -152,6 +156,10 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         while state.epoch < epochs and not self._should_stop(state):
             epoch = state.epoch + 1
+            if self._frozen is None and self._freezes(epoch):
+                # Cached after the epochs that trained them: the states of the lower layers as they now are.
+                self._frozen = FrozenLayers(model, ids, self.config.frozen_layers)
+            frozen = self._frozen
             model.train()
             batches = self._batches(ids, epoch)
             bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
@@ -198,6 +206,10 @@ class Trainer:
             state.bad_epochs += 1
         logger.info("epoch %d: loss %.4f, validation score %.4f%s", epoch, train_loss, score,
                     " (best so far)" if improved else "")
+
+    def _freezes(self, epoch: int) -> bool:
+        """Whether fine-tuning epoch ``epoch`` (0 and 1: the contrastive stage too) runs with layers frozen."""
+        return bool(self.config.frozen_layers) and epoch >= self.config.frozen_from_epoch
 
     def _should_stop(self, state: TrainingState) -> bool:
         return self.patience > 0 and state.bad_epochs >= self.patience
