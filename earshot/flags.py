@@ -129,6 +129,9 @@ def add_config_flags(train: argparse.ArgumentParser) -> None:
     _config_flag(train, "--frozen-from-epoch", type=int, metavar="K",
                  help="with --frozen-layers: train every layer for the first K-1 epochs, then freeze (the long tail "
                       "of epochs runs cheaper on lower layers adapted to the data)")
+    _config_flag(train, "--probe-heads", action="store_const", const=True,
+                 help="fine-tune recipe: start the heads as logistic regressions on the base encoder's vectors "
+                      "(linear probe, then fine-tuning) instead of random weights")
     _config_flag(train, "--seed", type=int, help="shuffling, heads' initial weights and the validation split")
     _config_flag(train, "--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     _config_flag(train, "--save-dtype", choices=["float32", "float16"],

@@ -168,6 +168,24 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     assert torch.equal(model.heads["sentiment"].weight, sentiment_before)  # no sentiment label, no gradient
 
 
+def test_probed_heads_start_fine_tuning_from_a_linear_probe_scored_as_epoch_zero(tiny_base: Path, split,
+                                                                                 tmp_path: Path) -> None:
+    data, train, validation = split
+    model = _fresh(tiny_base, data)
+    random_heads, _ = Trainer(model, train, validation, _config(tmp_path / "x")).evaluate_validation()
+    result = Trainer(model, train, validation, _config(tmp_path / "r", epochs=1, probe_heads=True)).train()
+    assert [entry["epoch"] for entry in result.history] == [0, 1]
+    probe = result.history[0]["validation_score"]
+    untrained = trainer_module.validation_score(random_heads, model.config.heads)
+    assert probe > untrained + 0.1  # the fitted heads already read the base encoder's vectors
+
+
+def test_without_probed_heads_fine_tuning_starts_at_epoch_one(tiny_base: Path, split, tmp_path: Path) -> None:
+    data, train, validation = split
+    result = Trainer(_fresh(tiny_base, data), train, validation, _config(tmp_path / "r", epochs=1)).train()
+    assert [entry["epoch"] for entry in result.history] == [1]
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"epochs": 0}, "epochs must be a positive integer"),
     ({"learning_rate": 2.0}, r"learning_rate must be in \(0, 1\)"),
@@ -179,6 +197,7 @@ def test_rows_without_sentiment_still_train_pain_points(tiny_base: Path, split, 
     ({"save_dtype": "int8"}, "save_dtype must be one of"),
     ({"threshold_shrinkage": -5.0}, "threshold_shrinkage must be >= 0"),
     ({"frozen_from_epoch": 0}, "frozen_from_epoch must be a positive integer"),
+    ({"probe_heads": True, "recipe": "few-shot"}, "probe_heads is for the fine-tune recipe"),
 ])
 def test_config_validates_itself(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

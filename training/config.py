@@ -89,6 +89,11 @@ class TrainingConfig:
     contrastive_learning_rate: float = 3e-5
     contrastive_temperature: float = 0.05
     head_fit_c: float = 10.0
+    # The fine-tune recipe's heads start as logistic regressions (C = ``head_fit_c``) on the base
+    # encoder's vectors instead of random weights (LP-FT, Kumar et al. 2022): random heads send large
+    # gradients into the encoder in the first steps and distort features that texts unlike the
+    # training rows still need. Scored as epoch 0, like the few-shot start.
+    probe_heads: bool = False
     # Forward passes in bfloat16 (float16 on older GPUs) where the hardware does it natively: CUDA, and
     # CPUs with AMX (model.device.training_autocast). False: fp32 throughout.
     mixed_precision: bool = True
@@ -123,6 +128,8 @@ class TrainingConfig:
             raise ValueError(f"frozen_from_epoch must be a positive integer, got {self.frozen_from_epoch!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        if self.probe_heads and self.recipe in ("few-shot", "names"):
+            raise ValueError(f"probe_heads is for the fine-tune recipe; the {self.recipe} recipe sets its heads itself")
         if self.contrastive_temperature <= 0 or self.head_fit_c <= 0:
             raise ValueError("contrastive_temperature and head_fit_c must be > 0")
         for name in ("learning_rate", "head_learning_rate", "contrastive_learning_rate"):

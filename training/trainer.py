@@ -128,6 +128,12 @@ class Trainer:
                 fit_heads(model, self.train_examples, c=self.config.head_fit_c)
                 self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
                 checkpoint()
+            if recipe == "fine-tune" and self.config.probe_heads and not state.history:
+                # Epoch 0: heads fitted on the base encoder's vectors, so fine-tuning starts from a linear
+                # probe rather than from random heads whose first gradients reshape the encoder.
+                fit_heads(model, self.train_examples, c=self.config.head_fit_c)
+                self._end_epoch(0, 0.0, state)
+                checkpoint()
             if recipe == "names" and not state.history:
                 # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
                 # fine-tuning the encoder on one text per label moved texts away from them (docs/experiments.md).
