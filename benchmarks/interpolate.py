@@ -43,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from earshot.flags import add_column_flags, add_training_flags, data_sources, training_config
     from earshot.model import DEFAULT_BASE_MODEL, EarshotModel
     from earshot.model.base import resolve_base_model
-    from earshot.training.data import head_gold
     from earshot.training.few_shot import fit_heads
     from earshot.training.pipeline import load_training_set
+    from earshot.training.trainer import Trainer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_flags(parser)
@@ -65,14 +65,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         moved = interpolate_encoder(model, base, alpha)
         if args.refit_heads:
             fit_heads(model, training.train, c=config.head_fit_c)
-        probabilities = model.predict_proba([e.text for e in training.validation])
+        metrics, thresholds = Trainer(model, training.train, training.validation, config).evaluate_validation()
         for head in model.config.heads:
-            gold = head_gold(head, training.validation)
-            tuned = head.behaviour.tuned_thresholds(head, gold, probabilities[head.name], config.threshold_shrinkage)
-            if tuned is not None:
-                head.thresholds = tuned
-            metrics = head.behaviour.metrics(head, gold, probabilities[head.name], tuned)
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("accuracy", "macro_f1", "micro_f1"))
+            head.thresholds = thresholds.get(head.name, head.thresholds)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics[head.name].items()
+                              if k in ("accuracy", "macro_f1", "micro_f1"))
             print(f"alpha {alpha}: {head.name} on {len(training.validation)} validation rows: {shown}", flush=True)
         folder = Path(args.output) / f"a{alpha}"
         model.save_pretrained(folder)

@@ -118,21 +118,21 @@ class Trainer:
                 # The frozen layers' output is computed once, for the contrastive stage and the epochs alike.
                 self._frozen = FrozenLayers(model, ids, self.config.frozen_layers)
             frozen = self._frozen
-            if contrastive:
-                # Epoch 0: the contrastive stage and the fitted heads, scored and kept like any epoch,
-                # so fine-tuning after it is kept only where it scores better.
-                losses = contrastive_stage(
-                    model, self.train_examples, self._contrastive_steps(), learning_rate=self.config.contrastive_learning_rate,
-                    temperature=self.config.contrastive_temperature, seed=self.config.seed, device=self.device,
-                    progress=self.config.progress, frozen=frozen)
+            probe = recipe == "fine-tune" and self.config.probe_heads and not state.history
+            if contrastive or probe:
+                # Epoch 0: heads fitted on the encoder's vectors (after the few-shot recipe's contrastive
+                # stage, or on the base encoder as a linear probe), scored and kept like any epoch, so
+                # fine-tuning after it is kept only where it scores better; a probe's heads also spare
+                # the encoder the large first gradients of random heads.
+                loss = 0.0
+                if contrastive:
+                    losses = contrastive_stage(
+                        model, self.train_examples, self._contrastive_steps(), learning_rate=self.config.contrastive_learning_rate,
+                        temperature=self.config.contrastive_temperature, seed=self.config.seed, device=self.device,
+                        progress=self.config.progress, frozen=frozen)
+                    loss = float(np.mean(losses[-20:])) if losses else 0.0
                 fit_heads(model, self.train_examples, c=self.config.head_fit_c)
-                self._end_epoch(0, float(np.mean(losses[-20:])) if losses else 0.0, state)
-                checkpoint()
-            if recipe == "fine-tune" and self.config.probe_heads and not state.history:
-                # Epoch 0: heads fitted on the base encoder's vectors, so fine-tuning starts from a linear
-                # probe rather than from random heads whose first gradients reshape the encoder.
-                fit_heads(model, self.train_examples, c=self.config.head_fit_c)
-                self._end_epoch(0, 0.0, state)
+                self._end_epoch(0, loss, state)
                 checkpoint()
             if recipe == "names" and not state.history:
                 # Epoch 0: each label's head row is its descriptions' mean vector (nearest description wins);
