@@ -10,7 +10,8 @@ server:
 2. ``earshot serve --registry --feedback-db``, and the stream through ``POST /classify``.
    The service's capture rule ``EARSHOT_CAPTURE_TOP`` is set to ``--pool`` times ``--answers`` /
    ``--stream``: a team queues twice the reviews it can do, so that the queue's order has some to
-   choose from.
+   choose from. ``--capture-margin`` sets ``EARSHOT_CAPTURE_MARGIN`` (0: the margin rule queues
+   nothing, so a multi head's queue holds the top share and the random sample only).
 3. A scripted reviewer answers ``--answers`` items with their gold labels through ``POST /corrections``
    (a label for a single head, a list for a multi head). ``fix``: the first items of ``GET
    /review/queue?purpose=fix`` (uncertainty; ``--similar`` sends near-duplicates behind: ``EARSHOT_REVIEW_SIMILAR``);
@@ -166,12 +167,14 @@ def free_port() -> int:
 class Server:
     """``earshot serve`` in its own process group, ready when /readyz says so."""
 
-    def __init__(self, registry: Path, store: Path, log: Path, top_share: float, similar: float | None = None) -> None:
+    def __init__(self, registry: Path, store: Path, log: Path, top_share: float, similar: float | None = None,
+                 margin: float | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("EARSHOT_")}, "EARSHOT_RELOAD_SECONDS": "1",
                "EARSHOT_CAPTURE_TOP": str(top_share),
-               **({"EARSHOT_REVIEW_SIMILAR": str(similar)} if similar is not None else {})}
+               **({"EARSHOT_REVIEW_SIMILAR": str(similar)} if similar is not None else {}),
+               **({"EARSHOT_CAPTURE_MARGIN": str(margin)} if margin is not None else {})}
         self.log = open(log, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "earshot.cli", "serve", "--registry", str(registry), "--feedback-db", str(store),
@@ -230,14 +233,15 @@ def settled_counts(client: httpx.Client, served: int, timeout: float = 300.0) ->
 def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], stream: list[Example],
                  gold: dict[str, Gold], answers: int, pool: float, before_version: str, log: Path,
                  head: HeadColumn, similar: float | None = None, holdout: float = 0.0,
-                 retrain_from: str = "none", queue_only: bool = False) -> dict[str, Any]:
+                 retrain_from: str = "none", queue_only: bool = False,
+                 capture_margin: float | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     registry, store = work / "registry", work / f"feedback-{strategy}.db"
     for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
         leftover.unlink(missing_ok=True)  # a rerun in the same --work starts from an empty store
     started = time.monotonic()
     top_share = round(min(1.0, pool * answers / len(stream)), 4)
-    server = Server(registry, store, log, top_share, similar)
+    server = Server(registry, store, log, top_share, similar, capture_margin)
     timings["serve_ready"] = time.monotonic() - started
     name = head.name
     try:
@@ -265,7 +269,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
                 wrong = sum(answer_wrong(given.get(f"s{i}"), stream[i].labels[name]) for i in picks)
             if queue_only:
                 return queue_result(strategy, seed, head, retrain_from, chosen, wrong, counts, top_share, similar,
-                                    len(stream), reasons, timings)
+                                    len(stream), reasons, timings, capture_margin)
             started = time.monotonic()
             for i in range(0, len(chosen), 50):
                 post(client, "/corrections", {"items": chosen[i:i + 50], "reviewer": f"benchmark-{strategy}"})
@@ -298,7 +302,8 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
     return {"strategy": strategy, "seed": seed, "head": head_flag(head), "metric": metric,
             "retrain_from": retrain_from, "answers": len(chosen), "model_wrong": wrong,
             "wrong_rate": round(wrong / len(chosen), 4) if chosen else None, "queue_waiting": counts["waiting"],
-            "capture_top_share": top_share, "review_similar": similar, "holdout_fraction": holdout,
+            "capture_top_share": top_share, "capture_margin": capture_margin, "review_similar": similar,
+            "holdout_fraction": holdout,
             "stream": len(stream), "queue_reasons": dict(reasons),
             "before": round(headline["current"], 4), "after": round(headline["candidate"], 4),
             "delta": round(headline["delta"], 4), "interval": [round(headline["low"], 4), round(headline["high"], 4)],
@@ -309,12 +314,14 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
 
 def queue_result(strategy: str, seed: int, head: HeadColumn, retrain_from: str, chosen: list, wrong: int,
                  counts: dict[str, int], top_share: float, similar: float | None, stream: int,
-                 reasons: collections.Counter, timings: dict[str, float]) -> dict[str, Any]:
+                 reasons: collections.Counter, timings: dict[str, float],
+                 capture_margin: float | None = None) -> dict[str, Any]:
     """A ``--queue-only`` line: which answers the strategy picked and how many the model had wrong, no retrain."""
     return {"strategy": strategy, "seed": seed, "head": head_flag(head), "retrain_from": retrain_from,
             "queue_only": True, "answers": len(chosen), "model_wrong": wrong,
             "wrong_rate": round(wrong / len(chosen), 4) if chosen else None, "queue_waiting": counts["waiting"],
-            "capture_top_share": top_share, "review_similar": similar, "stream": stream,
+            "capture_top_share": top_share, "capture_margin": capture_margin, "review_similar": similar,
+            "stream": stream,
             "queue_reasons": dict(reasons), "seconds": {k: round(v, 1) for k, v in timings.items()}}
 
 
@@ -338,6 +345,8 @@ def summarise(paths: Sequence[Path]) -> None:
         start = "queue only" if run.get("queue_only") else run.get("retrain_from", "none")
         if run.get("review_similar") is not None:
             start += f", similar {run['review_similar']}"
+        if run.get("capture_margin") is not None:
+            start += f", capture margin {run['capture_margin']}"
         by[(run.get("set", "-"), start)][run["strategy"]].append(run)
     print("| set | from | strategy | seeds | metric | before | after | gain (per seed) | macro-F1 before "
           "| macro-F1 after | model wrong |")
@@ -397,6 +406,9 @@ def main() -> None:
                         help="the capture's top share is this many times --answers / --stream")
     parser.add_argument("--similar", type=float, default=None,
                         help="the service's EARSHOT_REVIEW_SIMILAR (unset: the service's default)")
+    parser.add_argument("--capture-margin", type=float, default=None,
+                        help="the service's EARSHOT_CAPTURE_MARGIN (unset: the service's default); 0 queues by "
+                             "the top share and the random sample alone")
     parser.add_argument("--holdout-fraction", type=float, default=0.0,
                         help="retrain's share of corrections held out (default 0: compare runs on the test rows)")
     parser.add_argument("--retrain-from", choices=["none", "current"], default="none",
@@ -447,7 +459,8 @@ def main() -> None:
         before_version = (work / "registry" / "current").read_text().strip()
         for strategy in args.strategy:
             result = run_strategy(strategy, seed, work, files, stream, gold, args.answers, args.pool, before_version,
-                                  log, head, args.similar, args.holdout_fraction, args.retrain_from, args.queue_only)
+                                  log, head, args.similar, args.holdout_fraction, args.retrain_from, args.queue_only,
+                                  args.capture_margin)
             result["seconds"]["initial_train"] = round(train_seconds, 1)
             result["labelled_rows"] = len(labelled)
             print(json.dumps({"set": name, **result}), flush=True)

@@ -91,3 +91,23 @@ def test_the_closed_loop_waits_until_every_served_answer_is_stored(monkeypatch):
     assert closed_loop.settled_counts(Stats([(2, 3), (2, 3), (4, 6)]), served=10)["answered"] == 6
     with pytest.raises(SystemExit, match="holds 5 of the 10 answers"):
         closed_loop.settled_counts(Stats([(2, 3)] * 3), served=10, timeout=-1.0)
+
+
+def test_the_loop_summary_keeps_runs_with_another_capture_margin_apart(tmp_path, capsys):
+    import json
+
+    from benchmarks import closed_loop
+
+    def run(strategy, after, margin=None):
+        line = {"set": "mams", "strategy": strategy, "seed": 1, "retrain_from": "current", "metric": "micro_f1",
+                "before": 0.40, "after": after, "delta": after - 0.40, "answers": 150, "wrong_rate": 0.5}
+        return json.dumps({**line, **({"capture_margin": margin} if margin is not None else {})})
+
+    lines = tmp_path / "loop.jsonl"
+    lines.write_text("\n".join([run("teach", 0.50), run("random", 0.55), run("teach", 0.60, margin=0.0)]))
+    closed_loop.summarise([lines])
+    table = capsys.readouterr().out
+    # The margin-0 teach run is a row of its own, not averaged into the default capture's teach (0.500).
+    assert "| mams | current, capture margin 0.0 | teach | 1 |" in table
+    assert "| mams | current | teach | 1 | micro_f1 | 0.400 | 0.500 |" in table
+    assert "teach − random | -0.0500" in table
