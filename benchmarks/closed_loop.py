@@ -407,8 +407,8 @@ def main() -> None:
     parser.add_argument("--similar", type=float, default=None,
                         help="the service's EARSHOT_REVIEW_SIMILAR (unset: the service's default)")
     parser.add_argument("--capture-margin", type=float, default=None,
-                        help="the service's EARSHOT_CAPTURE_MARGIN (unset: the service's default); 0 queues by "
-                             "the top share and the random sample alone")
+                        help="the service's EARSHOT_CAPTURE_MARGIN (unset: the service's default); with 0 a multi "
+                             "head's answers are queued by the top share and the random sample alone")
     parser.add_argument("--holdout-fraction", type=float, default=0.0,
                         help="retrain's share of corrections held out (default 0: compare runs on the test rows)")
     parser.add_argument("--retrain-from", choices=["none", "current"], default="none",
