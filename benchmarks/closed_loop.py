@@ -255,11 +255,11 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
                     given[answer["id"]] = answer["heads"].get(name)
             timings["classify"] = time.monotonic() - started
             counts = settled_counts(client, len(stream))
-            reasons: collections.Counter | None = None  # random answers no queue, so it has no reasons
+            reasons: dict[str, int] | None = None  # random answers no queue, so it has no reasons
             if strategy in ("fix", "teach"):
                 queue = client.get(f"/review/queue?limit={min(answers, QUEUE_LIMIT)}&purpose={strategy}",
                                    timeout=60).json()["items"]
-                reasons = collections.Counter(r.split(":")[0] for item in queue for r in item["reasons"])
+                reasons = dict(collections.Counter(r.split(":")[0] for item in queue for r in item["reasons"]))
                 chosen = [{"id": item["id"], "text": item["text"],
                            "labels": {name: correction_value(gold[item["text"]])}} for item in queue[:answers]]
                 wrong = sum(answer_wrong(item["answer"].get(name), gold[item["text"]]) for item in queue[:answers])
@@ -304,7 +304,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
             "wrong_rate": round(wrong / len(chosen), 4) if chosen else None, "queue_waiting": counts["waiting"],
             "capture_top_share": top_share, "capture_margin": capture_margin, "review_similar": similar,
             "holdout_fraction": holdout,
-            "stream": len(stream), "queue_reasons": dict(reasons) if reasons is not None else None,
+            "stream": len(stream), "queue_reasons": reasons,
             "before": round(headline["current"], 4), "after": round(headline["candidate"], 4),
             "delta": round(headline["delta"], 4), "interval": [round(headline["low"], 4), round(headline["high"], 4)],
             "before_macro_f1": round(macro["current"], 4) if macro else None,
@@ -314,7 +314,7 @@ def run_strategy(strategy: str, seed: int, work: Path, files: dict[str, Path], s
 
 def queue_result(strategy: str, seed: int, head: HeadColumn, retrain_from: str, chosen: list, wrong: int,
                  counts: dict[str, int], top_share: float, similar: float | None, stream: int,
-                 reasons: collections.Counter | None, timings: dict[str, float],
+                 reasons: dict[str, int] | None, timings: dict[str, float],
                  capture_margin: float | None = None) -> dict[str, Any]:
     """A ``--queue-only`` line: which answers the strategy picked and how many the model had wrong, no retrain."""
     return {"strategy": strategy, "seed": seed, "head": head_flag(head), "retrain_from": retrain_from,
@@ -322,8 +322,7 @@ def queue_result(strategy: str, seed: int, head: HeadColumn, retrain_from: str, 
             "wrong_rate": round(wrong / len(chosen), 4) if chosen else None, "queue_waiting": counts["waiting"],
             "capture_top_share": top_share, "capture_margin": capture_margin, "review_similar": similar,
             "stream": stream,
-            "queue_reasons": dict(reasons) if reasons is not None else None,
-            "seconds": {k: round(v, 1) for k, v in timings.items()}}
+            "queue_reasons": reasons, "seconds": {k: round(v, 1) for k, v in timings.items()}}
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
