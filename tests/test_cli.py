@@ -53,7 +53,8 @@ def test_train_evaluate_score(feedback_csv: Path, tiny_base: Path, tmp_path: Pat
     pd.read_csv(feedback_csv, keep_default_na=False)[["text"]].to_csv(unlabelled, index=False)
     scored = tmp_path / "scored.csv"
     assert main(["score", str(unlabelled), "-o", str(scored), "--model", str(out), "--no-progress"]) == 0
-    frame = pd.read_csv(scored, keep_default_na=False)
+    # as text: a version id is 16 hex digits, and one of them all digits would otherwise read as a number
+    frame = pd.read_csv(scored, dtype=str, keep_default_na=False)
     assert len(frame) == 204 and frame["sentiment"].isin(["negative", "neutral", "positive"]).all()
     assert set(frame["model_version"]) == {model.version} and metrics["model_version"] == model.version
 
